@@ -1,0 +1,19 @@
+"""noisejump: the forward (noising) process of diffusion models, exact and in O(1).
+
+x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) e (Ho et al. 2020, eq. 4), for isotropic and
+correlated Gaussian noise, tested against its own step-by-step chain.
+"""
+
+from .process import PREDICTIONS, ForwardProcess
+from .schedules import Schedule, get_schedule, schedule_names
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PREDICTIONS",
+    "ForwardProcess",
+    "Schedule",
+    "get_schedule",
+    "schedule_names",
+    "__version__",
+]

@@ -1,0 +1,31 @@
+"""Isotropic white noise, S = I: the DDPM case (Ho et al. 2020, eq. 4)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import NoiseFamily
+
+
+class Isotropic(NoiseFamily):
+    """e ~ N(0, I); L = I."""
+
+    name = "isotropic"
+    eigenbasis = "identity"
+    is_isotropic = True
+
+    def apply(self, white: torch.Tensor) -> torch.Tensor:
+        return white
+
+    def sample(self, shape, *, generator=None, device=None, dtype=torch.float32, out=None):
+        if out is not None:
+            return torch.randn(tuple(shape), generator=generator, out=out)
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+
+    def covariance(self, event_shape):
+        return torch.eye(math.prod(event_shape), dtype=torch.float64)
+
+    def variance(self, event_shape):
+        return torch.ones(tuple(event_shape), dtype=torch.float64)

@@ -1,0 +1,283 @@
+"""ForwardProcess: the exact jump, the chain it replaces, the posterior and the targets.
+
+Notation (see ``schedules.py``): x_t = signal_t x0 + sigma_t e, e ~ N(0, S), with
+signal_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t) (Ho et al. 2020, arXiv 2006.11239,
+eq. 4). Between steps s < t: x_t = alpha_{t|s} x_s + sigma_{t|s} e (Kingma et al. 2021,
+VDM, arXiv 2107.00630, eq. 19). Code step k is mathematical step k + 1; step -1 is x0.
+
+Numerics (DESIGN.md, section 2): coefficient tables are built in float64, cached per
+device, gathered and applied in float32 (float64 for float64 samples) and the result is
+stored in the sample's dtype. The noise returned is rounded to the sample's dtype first
+and x_t is computed from that rounded noise, so (x_t, noise) is a consistent pair.
+Nothing here reads a GPU value on the host: t is checked eagerly when it is a Python
+int or a CPU tensor, and with an asynchronous device-side assert otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .noise import NoiseFamily, get_noise
+from .noise.isotropic import Isotropic
+from .schedules import Schedule
+
+__all__ = ["ForwardProcess", "PREDICTIONS"]
+
+F64 = torch.float64
+PREDICTIONS = ("epsilon", "v", "sample")
+
+
+class ForwardProcess:
+    """The forward (noising) process of a schedule and a noise family.
+
+    Args:
+        schedule: a :class:`~noisejump.Schedule` (or any object with its ``steps``,
+            ``marginal`` and ``transition`` methods).
+        noise: a noise family or its name (default: isotropic, S = I).
+        validate: for CUDA step tensors, check the range with an asynchronous device-side
+            assert (True, no host sync) or not at all (False). CPU inputs are always checked.
+    """
+
+    def __init__(self, schedule: Schedule, noise: NoiseFamily | str | None = None, *,
+                 validate: bool = True):
+        self.schedule = schedule
+        if noise is None:
+            noise = Isotropic()
+        elif isinstance(noise, str):
+            noise = get_noise(noise)
+        self.noise = noise
+        self.validate = validate
+
+    @property
+    def num_steps(self) -> int:
+        return self.schedule.num_steps
+
+    def __repr__(self) -> str:
+        return f"ForwardProcess({self.schedule!r}, noise={self.noise!r})"
+
+    # ---- sampling ----------------------------------------------------------------------
+
+    def q_sample(self, x0, t, noise=None, generator=None):
+        """x_t ~ q(x_t | x0) = N(signal_t x0, sigma_t^2 S) in one step (Ho et al. 2020, eq. 4).
+
+        Args:
+            x0: clean samples, batch first, any trailing shape, floating dtype.
+            t: an int, a 0-d integer tensor, or one step per sample (shape (B,)).
+            noise: the structured noise to use (x0's shape); drawn if None.
+            generator: torch.Generator for the drawn noise.
+        Returns:
+            (x_t, noise), both in x0's dtype; x_t is computed from the returned noise.
+        """
+        _check_sample(x0, "x0")
+        t = self._steps(t, x0)
+        signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        noise = self._noise(x0, noise, generator)
+        return _affine(signal, x0, sigma, noise), noise
+
+    def q_sample_from(self, x_s, s, t, noise=None, generator=None):
+        """x_t ~ q(x_t | x_s) = N(alpha_{t|s} x_s, sigma^2_{t|s} S) for s <= t; s = -1 is x0.
+
+        alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
+        (Kingma et al. 2021, eq. 19). Returns (x_t, noise) in x_s's dtype.
+        """
+        _check_sample(x_s, "x_s")
+        s = self._steps(s, x_s, name="s", lowest=-1)
+        t = self._steps(t, x_s)
+        self._check_order(s, t, x_s.device, strict=False)
+        alpha, sigma2 = self.schedule.transition(s, t, x_s.device)
+        noise = self._noise(x_s, noise, generator)
+        cd = _compute_dtype(x_s.dtype)
+        return _affine(alpha.to(cd), x_s, sigma2.sqrt().to(cd), noise), noise
+
+    def q_sample_loop(self, x0, t, generator=None):
+        """x_t by walking the chain x_k = sqrt(alpha_k) x_{k-1} + sqrt(beta_k) e_k, k = 0..t.
+
+        O(t) per sample: the reference the closed form is tested against (Ho et al. 2020,
+        eq. 2). Vectorised over the batch; with per-sample t a sample stops after its own
+        t + 1 steps. Runs in float32 (float64 for float64 x0), returns x0's dtype.
+        """
+        _check_sample(x0, "x0")
+        t = self._steps(t, x0)
+        cd = _compute_dtype(x0.dtype)
+        x = x0.to(cd, copy=True)
+        # Python floats from the CPU float64 tables: no device read per step.
+        sqrt_alphas = self.schedule.table("sqrt_alphas", "cpu").tolist()
+        sqrt_betas = self.schedule.table("sqrt_betas", "cpu").tolist()
+        per_sample = isinstance(t, torch.Tensor) and t.dim() > 0
+        last = int(t.max()) if per_sample else int(t)
+        buffer = torch.empty_like(x)
+        for k in range(last + 1):
+            e = self.noise.sample(x.shape, generator=generator, device=x.device, dtype=cd,
+                                  out=buffer)
+            if per_sample:
+                active = t >= k
+                a = torch.where(active, sqrt_alphas[k], 1.0).to(cd)
+                b = torch.where(active, sqrt_betas[k], 0.0).to(cd)
+                x.mul_(a).addcmul_(b, e)
+            else:
+                x.mul_(sqrt_alphas[k]).add_(e, alpha=sqrt_betas[k])
+        return x.to(x0.dtype)
+
+    def trajectory(self, x0, steps: Sequence[int] | torch.Tensor, generator=None):
+        """One sample path observed at increasing ``steps``, by successive exact jumps.
+
+        Returns a tensor of shape (len(steps), *x0.shape) in x0's dtype; the path is
+        carried in float32 (float64 for float64 x0) between jumps. O(len(steps)).
+        """
+        _check_sample(x0, "x0")
+        steps = [self._steps(int(k), x0, name="steps") for k in _int_list(steps, "steps")]
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ValueError(f"steps must be strictly increasing, got {steps}")
+        path = x0.new_empty((len(steps),) + tuple(x0.shape))
+        x, previous = x0.to(_compute_dtype(x0.dtype)), -1
+        for i, k in enumerate(steps):
+            x, _ = self.q_sample_from(x, previous, k, generator=generator)
+            path[i] = x
+            previous = k
+        return path
+
+    # ---- posterior and targets --------------------------------------------------------------
+
+    def q_posterior(self, x0, x_t, t, s=None):
+        """Mean and variance of q(x_s | x_t, x0) for s < t (default s = t - 1).
+
+        mean = signal_s sigma^2_{t|s} / sigma_t^2 x0 + alpha_{t|s} sigma_s^2 / sigma_t^2 x_t,
+        variance = sigma^2_{t|s} sigma_s^2 / sigma_t^2, times S for correlated noise
+        (Ho et al. 2020, eq. 6-7; Kingma et al. 2021, eq. 26 for any s < t). At t = 0 the
+        target is x0 itself: (x0, 0). Returns the mean in x_t's dtype and the variance as a
+        float32 (float64) tensor that broadcasts against x_t.
+        """
+        _check_sample(x0, "x0")
+        _check_sample(x_t, "x_t")
+        _check_pair(x0, x_t, "x0", "x_t")
+        t = self._steps(t, x_t)
+        s = t - 1 if s is None else self._steps(s, x_t, name="s", lowest=-1)
+        self._check_order(s, t, x_t.device, strict=True)
+        device, transition = x_t.device, self.schedule.transition
+        alpha_ts, sigma2_ts = transition(s, t, device)
+        signal_s, sigma2_s = transition(-1, s, device)
+        _, sigma2_t = transition(-1, t, device)
+        cd = _compute_dtype(x_t.dtype)
+        coef_x0 = (signal_s * sigma2_ts / sigma2_t).to(cd)
+        coef_xt = (alpha_ts * sigma2_s / sigma2_t).to(cd)
+        variance = (sigma2_ts * sigma2_s / sigma2_t).to(cd)
+        return _affine(coef_x0, x0, coef_xt, x_t), variance
+
+    def v_target(self, x0, noise, t):
+        """v = signal_t e - sigma_t x0 (Salimans & Ho 2022, arXiv 2202.00512, section 4)."""
+        _check_sample(x0, "x0")
+        _check_noise(noise, x0)
+        t = self._steps(t, x0)
+        signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        return _affine(signal, noise, -sigma, x0)
+
+    def predict_x0(self, x_t, model_output, t, prediction: str = "epsilon"):
+        """x0 from a model's output: ``epsilon``: (x_t - sigma_t e) / signal_t;
+        ``v``: signal_t x_t - sigma_t v; ``sample``: the output itself.
+
+        ``epsilon`` at a step with signal 0 (zero terminal SNR, Lin et al. 2023) divides by
+        zero: refused for int and CPU t; use ``v`` there.
+        """
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        _check_sample(x_t, "x_t")
+        _check_sample(model_output, "model_output")
+        _check_pair(x_t, model_output, "x_t", "model_output")
+        t = self._steps(t, x_t)
+        signal, sigma = self.schedule.marginal(t, x_t.device, _compute_dtype(x_t.dtype))
+        if prediction == "sample":
+            return model_output.to(x_t.dtype)
+        if prediction == "v":
+            return _affine(signal, x_t, -sigma, model_output)
+        if signal.device.type == "cpu" and (signal == 0).any():
+            raise ValueError(
+                "prediction='epsilon' cannot recover x0 where signal_t = 0 (zero terminal "
+                "SNR): x0 = (x_t - sigma e) / 0. Use prediction='v'."
+            )
+        return _affine(1 / signal, x_t, -sigma / signal, model_output)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _steps(self, t, like, name="t", lowest=0):
+        return self.schedule.steps(t, like, name=name, lowest=lowest, validate=self.validate)
+
+    def _check_order(self, s, t, device, *, strict: bool):
+        """s < t (strict) or s <= t, for ints or tensors; CUDA: asynchronous assert."""
+        relation = "<" if strict else "<="
+        if isinstance(s, int) and isinstance(t, int):
+            ok = s < t if strict else s <= t
+        else:
+            s_, t_ = torch.as_tensor(s, device=device), torch.as_tensor(t, device=device)
+            ok = (s_ < t_ if strict else s_ <= t_).all()
+            if device.type != "cpu":
+                if self.validate:
+                    torch._assert_async(ok, f"need s {relation} t")
+                return
+        if not ok:
+            raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
+
+    def _noise(self, x, noise, generator):
+        """The noise to use, in x's dtype: the given one (checked), or drawn in float32
+        (float64 for float64 x) and rounded to x's dtype."""
+        if noise is not None:
+            _check_noise(noise, x)
+            return noise.to(x.dtype)
+        drawn = self.noise.sample(x.shape, generator=generator, device=x.device,
+                                  dtype=_compute_dtype(x.dtype))
+        return drawn.to(x.dtype)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half, bfloat16 and float32 samples; float64 for float64."""
+    return F64 if dtype == F64 else torch.float32
+
+
+def _affine(a, x, b, y):
+    """a x + b y in float32 (float64 for float64 x), stored in x's dtype."""
+    cd = _compute_dtype(x.dtype)
+    return torch.addcmul(a * x.to(cd), b, y.to(cd)).to(x.dtype)
+
+
+_FLOATS = "a floating tensor (float16, bfloat16, float32 or float64)"
+
+
+def _check_sample(x, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be {_FLOATS}, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be {_FLOATS}, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); nothing to noise")
+
+
+def _check_pair(x, y, x_name: str, y_name: str) -> None:
+    if y.shape != x.shape:
+        raise ValueError(
+            f"{y_name} must have {x_name}'s shape {tuple(x.shape)}, got {tuple(y.shape)}"
+        )
+    if y.device != x.device:
+        raise ValueError(
+            f"{y_name} is on {y.device} but {x_name} is on {x.device}; move one of them"
+        )
+
+
+def _check_noise(noise, x) -> None:
+    _check_sample(noise, "noise")
+    _check_pair(x, noise, "the sample", "noise")
+
+
+def _int_list(steps, name: str) -> list[int]:
+    if isinstance(steps, torch.Tensor):
+        if steps.dtype.is_floating_point or steps.dtype == torch.bool or steps.dim() != 1:
+            raise TypeError(f"{name} must be a 1-D sequence of integers")
+        steps = steps.tolist()
+    steps = list(steps)
+    if not steps or not all(isinstance(k, int) and not isinstance(k, bool) for k in steps):
+        raise TypeError(f"{name} must be a non-empty sequence of ints, got {steps!r}")
+    return steps
+
+
+def _show(v):
+    return v.flatten().tolist() if isinstance(v, torch.Tensor) else v

@@ -1,0 +1,391 @@
+"""Discrete noise schedules, built and kept in float64.
+
+Notation (Ho et al. 2020, arXiv 2006.11239, eq. 4; Kingma et al. 2021, VDM, arXiv 2107.00630):
+
+    betas            beta_t       variance the step adds, in (0, 1]
+    alphas           alpha_t      1 - beta_t
+    alphas_cumprod   abar_t       prod_{k <= t} alpha_k: signal power of x_t given x0
+    signal           sqrt(abar_t) the coefficient of x0 in x_t (VDM's alpha_t)
+    sigma            sqrt(1 - abar_t), the noise scale of x_t (VDM's sigma_t)
+    snr              abar_t / (1 - abar_t);   log_snr = log(snr)
+
+Code step k is mathematical step k + 1: ``alphas_cumprod[0]`` already includes one step.
+Step ``-1`` stands for the clean data x0 (signal 1, sigma 0); it is a valid *start* of a
+jump (``q_sample_from``) and the target of the posterior at step 0, never a noisy state.
+
+What ``ForwardProcess`` needs from a schedule is small: ``steps`` (validate and place t),
+``marginal`` (signal and sigma of q(x_t | x0)) and ``transition`` (alpha_{t|s} and
+sigma^2_{t|s} of q(x_t | x_s)). A continuous-time schedule provides the same three with a
+float t, and the process works unchanged; the table here is one way to provide them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["Schedule", "get_schedule", "schedule_names"]
+
+F64 = torch.float64
+
+
+class Schedule:
+    """An immutable discrete schedule of ``num_steps`` steps.
+
+    Build one with :func:`get_schedule`, :meth:`from_betas` or :meth:`from_alphas_cumprod`.
+    Public tables are fresh float64 copies; the process reads cached per-device copies.
+
+    Internally every quantity derives from ``log abar`` (``cumsum(log1p(-beta))``): then
+    1 - abar = -expm1(log abar) and 1 - abar_t / abar_s = -expm1(log abar_t - log abar_s)
+    stay accurate at the smallest steps, where 1 - abar ~ beta ~ 1e-4.
+    """
+
+    def __init__(
+        self,
+        betas: torch.Tensor,
+        log_alphas_cumprod: torch.Tensor,
+        timesteps: torch.Tensor | None = None,
+        name: str = "custom",
+    ):
+        # Private: validated inputs come from the classmethods.
+        self._betas = betas
+        self._log_alphas_cumprod = log_alphas_cumprod
+        self._timesteps = (
+            torch.arange(len(betas), dtype=torch.int64) if timesteps is None else timesteps
+        )
+        self.name = name
+        self._cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+
+    # ---- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_betas(cls, betas, *, name: str = "custom", timesteps=None) -> Schedule:
+        """Schedule from the per-step variances beta_t in (0, 1] (Ho et al. 2020, eq. 2)."""
+        betas = _as_table(betas, "betas")
+        bad = ~((betas > 0) & (betas <= 1))
+        if bad.any():
+            k = int(bad.nonzero()[0])
+            raise ValueError(
+                f"betas must lie in (0, 1]; betas[{k}] = {betas[k].item()!r}. "
+                "A beta of 0 adds no noise and 1 erases the signal (allowed at the last step)."
+            )
+        if (betas[:-1] == 1).any():
+            raise ValueError("betas may equal 1 only at the last step (zero terminal SNR)")
+        # log abar_t = sum_{k<=t} log(1 - beta_k), accurate for small beta (log1p).
+        log_abar = torch.cumsum(torch.log1p(-betas), 0)
+        return cls(betas, log_abar, _as_timesteps(timesteps, len(betas)), name)
+
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod, *, name: str = "custom", timesteps=None):
+        """Schedule from abar_t, strictly decreasing in [0, 1) (only the last may be 0).
+
+        beta_t = 1 - abar_t / abar_{t-1} with abar_{-1} = 1.
+        """
+        abar = _as_table(alphas_cumprod, "alphas_cumprod")
+        if (abar < 0).any() or (abar >= 1).any():
+            raise ValueError(
+                f"alphas_cumprod must lie in [0, 1); got min {abar.min().item():.6g}, "
+                f"max {abar.max().item():.6g}"
+            )
+        previous = torch.cat([abar.new_ones(1), abar[:-1]])
+        if not (abar < previous).all():
+            k = int((abar >= previous).nonzero()[0])
+            raise ValueError(
+                f"alphas_cumprod must strictly decrease (every step adds noise); "
+                f"alphas_cumprod[{k}] = {abar[k].item():.6g} >= the value before it "
+                f"({previous[k].item():.6g})"
+            )
+        if (abar[:-1] == 0).any():
+            raise ValueError("alphas_cumprod may be 0 only at the last step")
+        log_abar = torch.log(abar)
+        log_prev = torch.cat([log_abar.new_zeros(1), log_abar[:-1]])
+        betas = -torch.expm1(log_abar - log_prev)
+        return cls(betas, log_abar, _as_timesteps(timesteps, len(abar)), name)
+
+    # ---- public tables (float64 copies) --------------------------------------------------
+
+    @property
+    def num_steps(self) -> int:
+        return len(self._betas)
+
+    @property
+    def betas(self) -> torch.Tensor:
+        return self._betas.clone()
+
+    @property
+    def alphas(self) -> torch.Tensor:
+        return 1.0 - self._betas
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return torch.exp(self._log_alphas_cumprod)
+
+    @property
+    def sqrt_alphas_cumprod(self) -> torch.Tensor:
+        return torch.exp(0.5 * self._log_alphas_cumprod)
+
+    @property
+    def sqrt_one_minus_alphas_cumprod(self) -> torch.Tensor:
+        return torch.sqrt(-torch.expm1(self._log_alphas_cumprod))
+
+    @property
+    def snr(self) -> torch.Tensor:
+        """abar / (1 - abar); 0 at a zero-terminal-SNR last step."""
+        return torch.exp(self.log_snr)
+
+    @property
+    def log_snr(self) -> torch.Tensor:
+        """log abar - log(1 - abar); -inf at a zero-terminal-SNR last step."""
+        log_abar = self._log_alphas_cumprod
+        return log_abar - torch.log(-torch.expm1(log_abar))
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        """The original step index of each step (``arange`` unless respaced)."""
+        return self._timesteps.clone()
+
+    @property
+    def has_zero_terminal_snr(self) -> bool:
+        return bool(self._log_alphas_cumprod[-1] == -math.inf)
+
+    # ---- derived schedules -----------------------------------------------------------------
+
+    def rescale_zero_terminal_snr(self) -> Schedule:
+        """A new schedule whose last step has SNR 0 (Lin et al. 2023, arXiv 2305.08891, Alg. 1).
+
+        sqrt(abar) is shifted so its last value is 0 and scaled so its first is unchanged:
+        sqrt(abar)' = (sqrt(abar) - sqrt(abar_T)) * sqrt(abar_0) / (sqrt(abar_0) - sqrt(abar_T)).
+        """
+        root = self.sqrt_alphas_cumprod
+        first, last = root[0].clone(), root[-1].clone()
+        root = (root - last) * (first / (first - last))
+        root[-1] = 0.0  # exactly zero, not a rounding residue
+        return Schedule.from_alphas_cumprod(
+            root**2, name=f"{self.name}+zero_snr", timesteps=self._timesteps
+        )
+
+    def respace(self, steps: int | Sequence[int] | torch.Tensor) -> Schedule:
+        """A schedule on a subset of steps that keeps abar at every kept step.
+
+        ``steps`` is a count n (n evenly spaced steps from the first to the last) or the
+        increasing step indices to keep. The new betas are 1 - abar_k / abar_prev
+        (Nichol & Dhariwal 2021, arXiv 2102.09672, section 4); ``timesteps`` keeps the
+        original indices, which is what a model trained on the full schedule is fed.
+        """
+        if isinstance(steps, int) and not isinstance(steps, bool):
+            if not 1 <= steps <= self.num_steps:
+                raise ValueError(f"respace: count must be in [1, {self.num_steps}], got {steps}")
+            keep = torch.linspace(0, self.num_steps - 1, steps, dtype=F64).round().long()
+        else:
+            keep = torch.as_tensor(steps)
+            if keep.dtype.is_floating_point or keep.dtype == torch.bool or keep.dim() != 1:
+                raise TypeError("respace: steps must be an int or a 1-D sequence of integers")
+            keep = keep.long().cpu()
+            if len(keep) == 0 or (keep[1:] <= keep[:-1]).any():
+                raise ValueError("respace: steps must be non-empty and strictly increasing")
+            if keep[0] < 0 or keep[-1] >= self.num_steps:
+                raise ValueError(f"respace: steps must lie in [0, {self.num_steps - 1}]")
+        return Schedule.from_alphas_cumprod(
+            self.alphas_cumprod[keep],
+            name=f"{self.name}[{len(keep)}]",
+            timesteps=self._timesteps[keep],
+        )
+
+    # ---- the interface ForwardProcess uses ---------------------------------------------------
+
+    def table(self, name: str, device, dtype=F64) -> torch.Tensor:
+        """A cached copy of an internal table on ``device`` in ``dtype`` (built in float64).
+
+        Names: ``signal``/``sigma`` (length T), ``log_alphas_cumprod_x0`` (length T + 1,
+        entry 0 is step -1, the data), ``sqrt_alphas``/``sqrt_betas`` (one chain step).
+        """
+        key = (name, torch.device(device), dtype)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._float64_table(name).to(device=device, dtype=dtype)
+            self._cache[key] = cached
+        return cached
+
+    def _float64_table(self, name: str) -> torch.Tensor:
+        log_abar = self._log_alphas_cumprod
+        if name == "signal":
+            return torch.exp(0.5 * log_abar)
+        if name == "sigma":
+            return torch.sqrt(-torch.expm1(log_abar))
+        if name == "log_alphas_cumprod_x0":
+            return torch.cat([log_abar.new_zeros(1), log_abar])
+        if name == "sqrt_alphas":
+            return torch.sqrt(1.0 - self._betas)
+        if name == "sqrt_betas":
+            return torch.sqrt(self._betas)
+        raise KeyError(name)
+
+    def steps(self, t, like: torch.Tensor, *, name: str = "t", lowest: int = 0, validate=True):
+        """Validate step(s) ``t`` for a sample ``like`` and place them for broadcasting.
+
+        Returns a Python int, or an int64 tensor on ``like.device``: 0-d for one step, or
+        shaped (B, 1, ..., 1) for one step per sample. ``lowest`` is -1 where the data
+        itself (step -1) is allowed. CPU tensors and ints are range-checked eagerly; CUDA
+        tensors with an asynchronous device-side assert (no host sync), or not at all when
+        ``validate`` is False.
+        """
+        highest = self.num_steps - 1
+        allowed = f"integers in [{lowest}, {highest}]"
+        if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
+            raise TypeError(f"{name} must be {allowed}, got a boolean")
+        if isinstance(t, float) or (isinstance(t, torch.Tensor) and not _is_integer(t)):
+            kind = t.dtype if isinstance(t, torch.Tensor) else "float"
+            raise TypeError(
+                f"{name} must be {allowed} for a discrete schedule, got {kind}; "
+                "floating t belongs to a continuous-time process"
+            )
+        if isinstance(t, int):
+            if not lowest <= t <= highest:
+                raise ValueError(f"{name} must be {allowed}, got {t}")
+            return t
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
+        if t.dim() > 1:
+            raise ValueError(
+                f"{name} must be 0-d or 1-D (one step per sample), got shape {tuple(t.shape)}"
+            )
+        if t.dim() == 1:
+            batch = like.shape[0] if like.dim() > 0 else None
+            if batch != len(t):
+                raise ValueError(
+                    f"{name} has {len(t)} steps but the sample's batch (first dimension) is "
+                    f"{batch}; give one step per sample or a single step"
+                )
+        if t.device.type == "cpu":
+            if t.numel() and (t.min() < lowest or t.max() > highest):
+                raise ValueError(
+                    f"{name} must be {allowed}, got values in [{int(t.min())}, {int(t.max())}]"
+                )
+        elif validate:
+            torch._assert_async(((t >= lowest) & (t <= highest)).all(), f"{name} out of range")
+        t = t.to(device=like.device, dtype=torch.int64, non_blocking=True)
+        if t.dim() == 1:
+            t = t.reshape((-1,) + (1,) * (like.dim() - 1))
+        return t
+
+    def marginal(self, t, device, dtype):
+        """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 I), gathered at t."""
+        return self.table("signal", device, dtype)[t], self.table("sigma", device, dtype)[t]
+
+    def transition(self, s, t, device, dtype=F64):
+        """(alpha_{t|s}, sigma^2_{t|s}) of q(x_t | x_s) = N(alpha_{t|s} x_s, sigma^2_{t|s} I).
+
+        alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
+        (Kingma et al. 2021, eq. 19), with abar_{-1} = 1; computed in float64 as
+        exp(delta / 2) and -expm1(delta), delta = log abar_t - log abar_s.
+        """
+        log_abar = self.table("log_alphas_cumprod_x0", device)
+        delta = log_abar[t + 1] - log_abar[s + 1]  # entry 0 is step -1
+        return torch.exp(0.5 * delta).to(dtype), (-torch.expm1(delta)).to(dtype)
+
+    def __repr__(self) -> str:
+        abar = self.alphas_cumprod
+        return (
+            f"Schedule({self.name!r}, num_steps={self.num_steps}, "
+            f"alphas_cumprod=[{abar[0].item():.6g} .. {abar[-1].item():.6g}])"
+        )
+
+
+def _is_integer(t: torch.Tensor) -> bool:
+    return not (t.dtype.is_floating_point or t.dtype.is_complex)
+
+
+def _as_table(values, name: str) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        table = values.detach().to(device="cpu", dtype=F64).clone()
+    else:
+        table = torch.as_tensor(values, dtype=F64).clone()
+    if table.dim() != 1 or len(table) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {tuple(table.shape)}")
+    if not torch.isfinite(table).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return table
+
+
+def _as_timesteps(timesteps, n: int) -> torch.Tensor | None:
+    if timesteps is None:
+        return None
+    timesteps = torch.as_tensor(timesteps, dtype=torch.int64).cpu().clone()
+    if timesteps.shape != (n,):
+        raise ValueError(f"timesteps must have shape ({n},), got {tuple(timesteps.shape)}")
+    return timesteps
+
+
+# ---- named schedules ----------------------------------------------------------------------
+
+
+def _linear(n, beta_start, beta_end):
+    """Ho et al. 2020, section 4: beta linear from beta_start to beta_end."""
+    return torch.linspace(beta_start, beta_end, n, dtype=F64)
+
+
+def _scaled_linear(n, beta_start, beta_end):
+    """Latent diffusion (Rombach et al. 2022): sqrt(beta) linear, then squared."""
+    return torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=F64) ** 2
+
+
+def _cosine(n, beta_start, beta_end, s=0.008, max_beta=0.999):
+    """Nichol & Dhariwal 2021 (arXiv 2102.09672, eq. 17): abar(u) = cos^2(pi/2 (u+s)/(1+s)),
+    beta_i = min(1 - abar((i+1)/n) / abar(i/n), max_beta). beta_start/beta_end are unused."""
+    u = torch.arange(n + 1, dtype=F64) / n
+    abar = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return torch.clamp(1 - abar[1:] / abar[:-1], max=max_beta)
+
+
+def _sigmoid(n, beta_start, beta_end):
+    """GeoDiff (Xu et al. 2022), as diffusers: sigmoid(linspace(-6, 6)) scaled to the range."""
+    return torch.sigmoid(torch.linspace(-6, 6, n, dtype=F64)) * (beta_end - beta_start) + beta_start
+
+
+_NAMED = {
+    "linear": _linear,
+    "scaled_linear": _scaled_linear,
+    "squaredcos_cap_v2": _cosine,
+    "cosine": _cosine,
+    "sigmoid": _sigmoid,
+}
+
+
+def schedule_names() -> list[str]:
+    """Names accepted by :func:`get_schedule` (``cosine`` is ``squaredcos_cap_v2``)."""
+    return list(_NAMED)
+
+
+def get_schedule(
+    name: str,
+    num_steps: int = 1000,
+    *,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    rescale_zero_terminal_snr: bool = False,
+    **kwargs,
+) -> Schedule:
+    """A named schedule, equal to diffusers' DDPMScheduler for the same configuration.
+
+    Names: ``linear``, ``scaled_linear`` (Stable Diffusion uses beta_start=0.00085,
+    beta_end=0.012), ``squaredcos_cap_v2``/``cosine`` (kwargs ``s=0.008``,
+    ``max_beta=0.999``) and ``sigmoid``. ``rescale_zero_terminal_snr`` applies Lin et al.
+    2023 as diffusers' ``rescale_betas_zero_snr`` does.
+    """
+    if name not in _NAMED:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {schedule_names()}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    if not 0 < beta_start <= beta_end <= 1:
+        raise ValueError(
+            f"need 0 < beta_start <= beta_end <= 1, got beta_start={beta_start}, "
+            f"beta_end={beta_end}"
+        )
+    extra = set(kwargs) - ({"s", "max_beta"} if _NAMED[name] is _cosine else set())
+    if extra:
+        raise TypeError(f"schedule {name!r} takes no argument(s) {sorted(extra)}")
+    betas = _NAMED[name](num_steps, beta_start, beta_end, **kwargs)
+    schedule = Schedule.from_betas(betas, name=name)
+    return schedule.rescale_zero_terminal_snr() if rescale_zero_terminal_snr else schedule
