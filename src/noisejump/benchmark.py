@@ -70,14 +70,13 @@ class ChainReport:
         ]
         for row in self.rows:
             lines.append(
-                f"  {row.t:>5}  {row.closed_ms:>14.3f}  {row.chain_ms:>12.2f}  "
-                f"{row.speedup:>8.0f}x"
+                f"  {row.t:>5}  {row.closed_ms:>14.3f}  {row.chain_ms:>12.2f}  {row.speedup:>8.0f}x"
             )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        for row, obj in zip(data["rows"], self.rows):
+        for row, obj in zip(data["rows"], self.rows, strict=True):
             row["speedup"] = obj.speedup
         return data
 
@@ -104,15 +103,25 @@ def chain_vs_closed(
     generator = torch.Generator(device).manual_seed(seed)
     x0 = torch.randn(shape, generator=generator, device=device).to(dtype)
     randn_ms = 1e3 * median_time(
-        lambda: torch.randn(shape, generator=generator, device=device, dtype=dtype),
-        device, repeats)
+        lambda: torch.randn(shape, generator=generator, device=device, dtype=dtype), device, repeats
+    )
     rows = []
     for t in steps:
         closed = 1e3 * median_time(
-            lambda t=t: process.q_sample(x0, t, generator=generator), device, repeats)
+            lambda t=t: process.q_sample(x0, t, generator=generator), device, repeats
+        )
         chain = 1e3 * median_time(
-            lambda t=t: process.q_sample_loop(x0, t, generator=generator), device,
-            chain_repeats, warmup=0)
+            lambda t=t: process.q_sample_loop(x0, t, generator=generator),
+            device,
+            chain_repeats,
+            warmup=0,
+        )
         rows.append(ChainRow(t, closed, chain))
-    return ChainReport(tuple(shape), str(dtype).removeprefix("torch."), str(device),
-                       randn_ms, statistics.median(r.closed_ms for r in rows), rows)
+    return ChainReport(
+        tuple(shape),
+        str(dtype).removeprefix("torch."),
+        str(device),
+        randn_ms,
+        statistics.median(r.closed_ms for r in rows),
+        rows,
+    )

@@ -40,8 +40,9 @@ class ForwardProcess:
             assert (True, no host sync) or not at all (False). CPU inputs are always checked.
     """
 
-    def __init__(self, schedule: Schedule, noise: NoiseFamily | str | None = None, *,
-                 validate: bool = True):
+    def __init__(
+        self, schedule: Schedule, noise: NoiseFamily | str | None = None, *, validate: bool = True
+    ):
         self.schedule = schedule
         if noise is None:
             noise = Isotropic()
@@ -109,8 +110,9 @@ class ForwardProcess:
         last = int(t.max()) if per_sample else int(t)
         buffer = torch.empty_like(x)
         for k in range(last + 1):
-            e = self.noise.sample(x.shape, generator=generator, device=x.device, dtype=cd,
-                                  out=buffer)
+            e = self.noise.sample(
+                x.shape, generator=generator, device=x.device, dtype=cd, out=buffer
+            )
             if per_sample:
                 active = t >= k
                 a = torch.where(active, sqrt_alphas[k], 1.0).to(cd)
@@ -128,7 +130,7 @@ class ForwardProcess:
         """
         _check_sample(x0, "x0")
         steps = [self._steps(int(k), x0, name="steps") for k in _int_list(steps, "steps")]
-        if any(b <= a for a, b in zip(steps, steps[1:])):
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
             raise ValueError(f"steps must be strictly increasing, got {steps}")
         path = x0.new_empty((len(steps),) + tuple(x0.shape))
         x, previous = x0.to(_compute_dtype(x0.dtype)), -1
@@ -224,8 +226,9 @@ class ForwardProcess:
         if noise is not None:
             _check_noise(noise, x)
             return noise.to(x.dtype)
-        drawn = self.noise.sample(x.shape, generator=generator, device=x.device,
-                                  dtype=_compute_dtype(x.dtype))
+        drawn = self.noise.sample(
+            x.shape, generator=generator, device=x.device, dtype=_compute_dtype(x.dtype)
+        )
         return drawn.to(x.dtype)
 
 

@@ -1,0 +1,38 @@
+"""argparse value types shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def step(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"steps are >= 0, got {text}")
+    return value
+
+
+def device(text: str) -> torch.device:
+    try:
+        value = torch.device(text)
+    except RuntimeError as error:
+        raise argparse.ArgumentTypeError(f"not a device: {text!r} ({error})") from None
+    if value.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text} requested but no CUDA device is visible")
+    return value

@@ -1,0 +1,66 @@
+"""``noisejump bench``: the closed form against the chain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import benchmark
+from ..schedules import schedule_names
+from ._types import DTYPES, device, positive_int, step
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="time the closed-form jump against the step-by-step chain",
+        description=(
+            "Times q_sample (the O(1) closed form) against q_sample_loop (the O(t) chain) "
+            "for a batch at several steps t, beside torch.randn of the same tensor, and "
+            "prints medians and the speed-up."
+        ),
+        epilog="examples:\n  noisejump bench\n  noisejump bench --device cuda --batch 128 "
+        "--shape 3 256 256\n  noisejump bench --steps 1 500 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    p.add_argument("--batch", type=positive_int, default=64, help="batch size (default: 64)")
+    p.add_argument(
+        "--shape",
+        type=positive_int,
+        nargs="+",
+        default=[3, 64, 64],
+        metavar="N",
+        help="per-sample shape (default: 3 64 64)",
+    )
+    p.add_argument(
+        "--steps",
+        type=step,
+        nargs="+",
+        default=list(benchmark.DEFAULT_STEPS),
+        metavar="T",
+        help="steps t to time (default: 1 10 100 500 999)",
+    )
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.add_argument("--schedule", choices=schedule_names(), default="linear")
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=7,
+        help="timed runs of the closed form; the median is shown (default: 7)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    report = benchmark.chain_vs_closed(
+        (args.batch, *args.shape),
+        args.steps,
+        device=args.device,
+        dtype=DTYPES[args.dtype],
+        schedule=args.schedule,
+        repeats=args.repeats,
+    )
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
+    return 0
