@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .kernels import fused_noise_scale, q_sample_keyed
 from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
 from .rng import keyed_normal
@@ -78,6 +79,10 @@ class ForwardProcess:
         _check_sample(x0, "x0")
         t = self._steps(t, x0)
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        if seed is not None and keys is not None and noise is None and generator is None:
+            fused, scale = fused_noise_scale(self.noise, x0)
+            if fused:  # the one-pass kernel (CUDA, or forced: noisejump.kernels.dispatch)
+                return q_sample_keyed(x0, signal, sigma, seed=seed, keys=keys, scale=scale)
         noise = self._noise(x0, noise, generator, seed, keys)
         return _affine(signal, x0, sigma, noise), noise
 

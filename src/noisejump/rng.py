@@ -178,4 +178,4 @@ def keyed_normal(shape, *, seed: int, keys: torch.Tensor, stream: int = 0, devic
     z0, z1 = box_muller(uniform_from_bits(x0), uniform_from_bits(x1))
     z2, z3 = box_muller(uniform_from_bits(x2), uniform_from_bits(x3))
     z = torch.stack([z0, z1, z2, z3], dim=-1).reshape(batch, 4 * n_groups)
-    return z[:, :n_elements].reshape(shape)
+    return z[:, :n_elements].contiguous().reshape(shape)
