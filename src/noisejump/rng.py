@@ -59,39 +59,52 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = PHILOX_ROUNDS):
     followed by the key bump k0 += W0, k1 += W1 (mod 2^32).
     """
     words = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=I64) for c in (c0, c1, c2, c3)))
-    device, lanes = words[0].device, (2,) + (1,) * words[0].dim()
+    (x0, x2), (x1, x3) = _philox_pairs(*(w.reshape(-1) for w in words), k0, k1, rounds)
+    return tuple(x.reshape(words[0].shape) for x in (x0, x1, x2, x3))
+
+
+def _philox_pairs(c0, c1, c2, c3, k0, k1, rounds=PHILOX_ROUNDS):
+    """Philox on 1-D words; returns the outputs as two stacked pairs ((x0, x2), (x1, x3)),
+    the Box-Muller radius and angle words (``keyed_normal``)."""
     # Two stacked lanes: the multiplied words and, aligned with them, the words xored into
-    # their hi. Their order alternates every round: (c0, c2) with (c3, c1), then (c2, c0)
-    # with (c1, c3); so only the lo pair is reordered (one flip per round).
-    multiplied = torch.stack([words[0], words[2]])
-    xored = torch.stack([words[3], words[1]])
+    # their hi. Their order alternates every round, (c0, c2) with (c3, c1), then (c2, c0)
+    # with (c1, c3), so only the lo words change lanes. All arithmetic is in place, in
+    # four buffers: a fresh multi-megabyte tensor per operation would cost page faults.
+    multiplied, xored = torch.stack([c0, c2]), torch.stack([c3, c1])
+    products, hi = torch.empty_like(multiplied), torch.empty_like(multiplied)
     # M_s = M - 2^32 keeps c M_s inside int64; c M = c M_s + c 2^32 (module docstring).
-    multipliers = [PHILOX_M0 - 2**32, PHILOX_M1 - 2**32]
+    m0, m1 = PHILOX_M0 - 2**32, PHILOX_M1 - 2**32
+    device = multiplied.device
+    multipliers = torch.tensor([[m0, m1], [m1, m0]], dtype=I64, device=device).reshape(2, 2, 1)
     round_keys = []
     for r in range(rounds):
         k = [(k0 + r * PHILOX_W0) & MASK32, (k1 + r * PHILOX_W1) & MASK32]
         round_keys.append(k[::-1] if r % 2 == 0 else k)
-    round_keys = torch.tensor(round_keys, dtype=I64, device=device)
-    multipliers = torch.tensor([multipliers, multipliers[::-1]], dtype=I64, device=device)
+    round_keys = torch.tensor(round_keys, dtype=I64, device=device).reshape(-1, 2, 1)
     for r in range(rounds):
-        products = multiplied * multipliers[r % 2].reshape(lanes)
-        hi = (products >> 32).add_(multiplied)
-        hi ^= xored
-        hi ^= round_keys[r].reshape(lanes)
-        multiplied = hi.bitwise_and_(MASK32)
-        xored = products.flip(0).bitwise_and_(MASK32)
+        torch.mul(multiplied, multipliers[r % 2], out=products)
+        torch.bitwise_right_shift(products, 32, out=hi)
+        hi.add_(multiplied).bitwise_xor_(xored).bitwise_xor_(round_keys[r]).bitwise_and_(MASK32)
+        multiplied, hi = hi, multiplied
+        if r == rounds - 1:  # the last lo words stay in their lanes, beside their pair
+            torch.bitwise_and(products, MASK32, out=xored)
+        else:
+            torch.bitwise_and(products[1], MASK32, out=xored[0])
+            torch.bitwise_and(products[0], MASK32, out=xored[1])
+    # An even number of rounds ends on an odd round: multiplied = (c0, c2) and, kept in
+    # lanes, xored = (lo1, lo0) = (c1, c3); an odd number ends with both pairs reversed.
     if rounds % 2:
-        multiplied, xored = multiplied.flip(0), xored.flip(0)
-    return multiplied[0], xored[1], multiplied[1], xored[0]
+        return multiplied.flip(0), xored.flip(0)
+    return multiplied, xored
 
 
 def uniform_from_bits(bits: torch.Tensor) -> torch.Tensor:
-    """u = (floor(x / 2^9) + 1/2) / 2^23, a float32 in (0, 1), computed exactly.
+    """u = (floor(x / 2^9) + 1/2) / 2^23 = floor(x / 2^9) 2^-23 + 2^-24, a float32 in (0, 1).
 
     The top 23 bits of the 32-bit word x; the half offset keeps u away from 0 (log u is
     finite: |z| <= sqrt(-2 log 2^-24) = 5.77) and from 1, and every step is exact in float32.
     """
-    return ((bits >> 9).to(torch.float32) + 0.5) * 2.0**-23
+    return (bits >> 9).to(torch.float32).mul_(2.0**-23).add_(2.0**-24)
 
 
 def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor):
@@ -174,8 +187,12 @@ def keyed_normal(shape, *, seed: int, keys: torch.Tensor, stream: int = 0, devic
     key_a = key_a.to(device).reshape(batch, 1)
     key_b = key_b.to(device).reshape(batch, 1)
     group = torch.arange(n_groups, dtype=I64, device=device).reshape(1, n_groups)
-    x0, x1, x2, x3 = philox4x32(group, stream, key_a, key_b, k0, k1)
-    z0, z1 = box_muller(uniform_from_bits(x0), uniform_from_bits(x1))
-    z2, z3 = box_muller(uniform_from_bits(x2), uniform_from_bits(x3))
-    z = torch.stack([z0, z1, z2, z3], dim=-1).reshape(batch, 4 * n_groups)
+    counter = torch.broadcast_tensors(group, torch.full_like(key_a, stream), key_a, key_b)
+    radius_words, angle_words = _philox_pairs(*(c.reshape(-1) for c in counter), k0, k1)
+    # (x0, x2) and (x1, x3) at once: z_cos = (z0, z2), z_sin = (z1, z3).
+    z_cos, z_sin = box_muller(uniform_from_bits(radius_words), uniform_from_bits(angle_words))
+    z = torch.empty(batch * n_groups, 2, 2, device=device)  # [group, pair, cos or sin]
+    z[:, :, 0] = z_cos.T
+    z[:, :, 1] = z_sin.T
+    z = z.reshape(batch, 4 * n_groups)
     return z[:, :n_elements].contiguous().reshape(shape)
