@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import noisejump as nj
-from noisejump import stats
+from noisejump import rng, stats
 from noisejump.noise.base import NoiseFamily
 from noisejump.rng import box_muller, keyed_normal, philox4x32, uniform_from_bits
 
@@ -82,6 +82,16 @@ def test_keyed_normal_follows_the_documented_stream():
         for n in range(11):
             expected = scalar_normal(seed, *keys[b].tolist(), n, stream=5)
             assert abs(z[b, n].item() - expected) <= 2e-6 * max(1.0, abs(expected))
+
+
+def test_cpu_blocks_do_not_change_the_noise(monkeypatch):
+    keys = torch.tensor([3, 1, 4])
+    whole = keyed_normal((3, 5, 9), seed=8, keys=keys)  # 12 groups per sample, one block
+    monkeypatch.setattr(rng, "CHUNK_WORDS", 7)  # blocks of 2 groups x 3 samples
+    assert torch.equal(keyed_normal((3, 5, 9), seed=8, keys=keys), whole)
+    assert abs(whole[2, 4, 8].item() - scalar_normal(8, 4, 0, 44)) <= 2e-6 * max(
+        1.0, abs(whole[2, 4, 8].item())
+    )
 
 
 def test_one_word_keys_are_the_pair_of_their_halves():

@@ -44,6 +44,7 @@ PHILOX_ROUNDS = 10
 # float32(2 pi): the angle is u_b * TWO_PI rounded to float32, the same on every device.
 TWO_PI = 6.283185307179586
 MAX_GROUPS = 2**32
+CHUNK_WORDS = 2**16  # counters per block on the CPU (keyed_normal)
 I64 = torch.int64
 
 
@@ -52,50 +53,73 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = PHILOX_ROUNDS):
 
     Counter words are int64 tensors (broadcastable) holding values in [0, 2^32); the key
     words are Python ints. Returns the four output words as int64 tensors in [0, 2^32).
-
-    One round (Salmon et al. 2011, section 4.2), hi/lo the halves of 64-bit products:
-        hi0, lo0 = M0 c0;  hi1, lo1 = M1 c2
-        (c0, c1, c2, c3) <- (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
-    followed by the key bump k0 += W0, k1 += W1 (mod 2^32).
+    One round is ``philox_round``; the key is bumped by (W0, W1) mod 2^32 after each.
     """
     words = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=I64) for c in (c0, c1, c2, c3)))
-    (x0, x2), (x1, x3) = _philox_pairs(*(w.reshape(-1) for w in words), k0, k1, rounds)
-    return tuple(x.reshape(words[0].shape) for x in (x0, x1, x2, x3))
+    shape = words[0].shape
+    (x0, x2), (x1, x3) = _philox_pairs(*(w.reshape(1, -1) for w in words), k0, k1, rounds)
+    return tuple(x.reshape(shape) for x in (x0, x1, x2, x3))
+
+
+def philox_round(c0, c1, c2, c3, k0: int, k1: int):
+    """One Philox 4x32 round (Salmon et al. 2011, section 4.2), hi:lo the 64-bit products:
+
+        hi0:lo0 = M0 c0,  hi1:lo1 = M1 c2
+        (c0, c1, c2, c3) <- (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
+
+    on broadcastable int64 tensors (work follows the broadcast shapes)."""
+    # c M_s with M_s = M - 2^32 stays inside int64; c M = c M_s + c 2^32 (module docstring).
+    products0, products1 = c0 * (PHILOX_M0 - 2**32), c2 * (PHILOX_M1 - 2**32)
+    hi0 = ((products0 >> 32) + c0) & MASK32
+    hi1 = ((products1 >> 32) + c2) & MASK32
+    return hi1 ^ (c1 ^ k0), products1 & MASK32, hi0 ^ (c3 ^ k1), products0 & MASK32
+
+
+def _round_key(k0: int, k1: int, r: int) -> tuple[int, int]:
+    """The key of round r: (k0 + r W0, k1 + r W1) mod 2^32."""
+    return (k0 + r * PHILOX_W0) & MASK32, (k1 + r * PHILOX_W1) & MASK32
 
 
 def _philox_pairs(c0, c1, c2, c3, k0, k1, rounds=PHILOX_ROUNDS):
-    """Philox on 1-D words; returns the outputs as two stacked pairs ((x0, x2), (x1, x3)),
-    the Box-Muller radius and angle words (``keyed_normal``)."""
-    # Two stacked lanes: the multiplied words and, aligned with them, the words xored into
-    # their hi. Their order alternates every round, (c0, c2) with (c3, c1), then (c2, c0)
-    # with (c1, c3), so only the lo words change lanes. All arithmetic is in place, in
-    # four buffers: a fresh multi-megabyte tensor per operation would cost page faults.
-    multiplied, xored = torch.stack([c0, c2]), torch.stack([c3, c1])
+    """Philox on broadcastable counter words, the outputs as stacked pairs of shape
+    (2, *broadcast shape): ((x0, x2), (x1, x3)), the Box-Muller radius and angle words.
+
+    The first two rounds follow the broadcast shapes (``keyed_normal``'s counters vary
+    along the groups or along the samples only, so they are cheap); the rest run in place.
+    """
+    for r in range(min(2, rounds)):
+        c0, c1, c2, c3 = philox_round(c0, c1, c2, c3, *_round_key(k0, k1, r))
+    # Stacked lanes, all arithmetic in place in four buffers (a fresh multi-megabyte tensor
+    # per operation would cost page faults). The multiplied pair alternates between
+    # (c0, c2) on even rounds and (c2, c0) on odd ones, so its products are always the
+    # previous round's lo words crossed over: c1 and c3 are never copied or masked (their
+    # high bits only meet xors, and the mask of the new words clears them).
+    words = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=I64) for c in (c0, c1, c2, c3)))
+    multiplied = torch.stack([words[0], words[2]]).reshape(2, -1)
+    lo_words = torch.stack([words[1], words[3]]).reshape(2, -1)
     products, hi = torch.empty_like(multiplied), torch.empty_like(multiplied)
-    # M_s = M - 2^32 keeps c M_s inside int64; c M = c M_s + c 2^32 (module docstring).
     m0, m1 = PHILOX_M0 - 2**32, PHILOX_M1 - 2**32
     device = multiplied.device
     multipliers = torch.tensor([[m0, m1], [m1, m0]], dtype=I64, device=device).reshape(2, 2, 1)
-    round_keys = []
-    for r in range(rounds):
-        k = [(k0 + r * PHILOX_W0) & MASK32, (k1 + r * PHILOX_W1) & MASK32]
-        round_keys.append(k[::-1] if r % 2 == 0 else k)
+    round_keys = [_round_key(k0, k1, r) for r in range(rounds)]
+    round_keys = [k[::-1] if r % 2 == 0 else k for r, k in enumerate(round_keys)]
     round_keys = torch.tensor(round_keys, dtype=I64, device=device).reshape(-1, 2, 1)
-    for r in range(rounds):
+    for r in range(2, rounds):  # even rounds start with (c0, c2) and (c1, c3), as here
         torch.mul(multiplied, multipliers[r % 2], out=products)
         torch.bitwise_right_shift(products, 32, out=hi)
-        hi.add_(multiplied).bitwise_xor_(xored).bitwise_xor_(round_keys[r]).bitwise_and_(MASK32)
+        hi.add_(multiplied)  # hi of the 64-bit products
+        hi[0].bitwise_xor_(lo_words[1])
+        hi[1].bitwise_xor_(lo_words[0])
+        hi.bitwise_xor_(round_keys[r]).bitwise_and_(MASK32)
         multiplied, hi = hi, multiplied
-        if r == rounds - 1:  # the last lo words stay in their lanes, beside their pair
-            torch.bitwise_and(products, MASK32, out=xored)
-        else:
-            torch.bitwise_and(products[1], MASK32, out=xored[0])
-            torch.bitwise_and(products[0], MASK32, out=xored[1])
-    # An even number of rounds ends on an odd round: multiplied = (c0, c2) and, kept in
-    # lanes, xored = (lo1, lo0) = (c1, c3); an odd number ends with both pairs reversed.
-    if rounds % 2:
-        return multiplied.flip(0), xored.flip(0)
-    return multiplied, xored
+        lo_words, products = products, lo_words
+    # After an odd last round: multiplied = (c0, c2) and the products (M1 c2, M0 c0), whose
+    # lo words are (c1, c3); after an even last round both pairs are reversed.
+    lo_words.bitwise_and_(MASK32)
+    if rounds > 2 and rounds % 2:
+        multiplied, lo_words = multiplied.flip(0), lo_words.flip(0)
+    shape = (2, *words[0].shape)
+    return multiplied.reshape(shape), lo_words.reshape(shape)
 
 
 def uniform_from_bits(bits: torch.Tensor) -> torch.Tensor:
@@ -104,7 +128,8 @@ def uniform_from_bits(bits: torch.Tensor) -> torch.Tensor:
     The top 23 bits of the 32-bit word x; the half offset keeps u away from 0 (log u is
     finite: |z| <= sqrt(-2 log 2^-24) = 5.77) and from 1, and every step is exact in float32.
     """
-    return (bits >> 9).to(torch.float32).mul_(2.0**-23).add_(2.0**-24)
+    # floor(x / 2^9) 2^9 has at most 23 significant bits: exact in float32.
+    return (bits & 0xFFFFFE00).to(torch.float32).mul_(2.0**-32).add_(2.0**-24)
 
 
 def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor):
@@ -112,7 +137,7 @@ def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor):
     r = sqrt(-2 log u_radius), theta = 2 pi u_angle; returns (r cos theta, r sin theta)."""
     radius = torch.log(u_radius).mul_(-2.0).sqrt_()
     theta = u_angle * TWO_PI
-    return radius * torch.cos(theta), radius.mul_(torch.sin(theta))
+    return radius * torch.cos(theta), radius.mul_(theta.sin_())
 
 
 def key_words(seed: int, keys: torch.Tensor, batch: int, stream: int = 0):
@@ -186,13 +211,17 @@ def keyed_normal(shape, *, seed: int, keys: torch.Tensor, stream: int = 0, devic
         )
     key_a = key_a.to(device).reshape(batch, 1)
     key_b = key_b.to(device).reshape(batch, 1)
-    group = torch.arange(n_groups, dtype=I64, device=device).reshape(1, n_groups)
-    counter = torch.broadcast_tensors(group, torch.full_like(key_a, stream), key_a, key_b)
-    radius_words, angle_words = _philox_pairs(*(c.reshape(-1) for c in counter), k0, k1)
-    # (x0, x2) and (x1, x3) at once: z_cos = (z0, z2), z_sin = (z1, z3).
-    z_cos, z_sin = box_muller(uniform_from_bits(radius_words), uniform_from_bits(angle_words))
-    z = torch.empty(batch * n_groups, 2, 2, device=device)  # [group, pair, cos or sin]
-    z[:, :, 0] = z_cos.T
-    z[:, :, 1] = z_sin.T
+    z = torch.empty(batch, n_groups, 4, device=device)  # element 4 g + j of each sample
+    # Blocks of about CHUNK_WORDS counters: the temporaries stay small and cache-resident
+    # and their memory is reused from block to block (fresh large buffers cost page faults).
+    width = n_groups if device.type != "cpu" else max(1, CHUNK_WORDS // batch)
+    for start in range(0, n_groups, width):
+        group = torch.arange(start, min(start + width, n_groups), dtype=I64, device=device)
+        radius_words, angle_words = _philox_pairs(group, stream, key_a, key_b, k0, k1)
+        # (x0, x2) and (x1, x3) at once: r cos theta = (z0, z2), r sin theta = (z1, z3).
+        z_cos, z_sin = box_muller(uniform_from_bits(radius_words), uniform_from_bits(angle_words))
+        block = z[:, start : start + width]
+        for j, part in enumerate((z_cos[0], z_sin[0], z_cos[1], z_sin[1])):
+            block[..., j].copy_(part)
     z = z.reshape(batch, 4 * n_groups)
     return z[:, :n_elements].contiguous().reshape(shape)
