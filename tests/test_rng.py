@@ -57,13 +57,14 @@ def test_philox_known_answers(counter, key, expected):
     assert [int(o) for o in out] == list(expected)
 
 
-def test_philox_matches_scalar_version_on_random_words():
-    generator = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize("rounds", [1, 2, 3, 7, 10])
+def test_philox_matches_scalar_version_on_random_words(rounds):
+    generator = torch.Generator().manual_seed(rounds)
     counters = torch.randint(0, 2**32, (4, 50), generator=generator, dtype=torch.int64)
     key = (0x12345678, 0xFEDCBA98)
-    out = torch.stack(philox4x32(*counters, *key))
+    out = torch.stack(philox4x32(*counters, *key, rounds=rounds))
     for i in range(50):
-        assert tuple(out[:, i].tolist()) == scalar_philox(counters[:, i].tolist(), key)
+        assert tuple(out[:, i].tolist()) == scalar_philox(counters[:, i].tolist(), key, rounds)
 
 
 def test_uniform_map_is_exact_and_open():

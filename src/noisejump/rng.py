@@ -34,7 +34,14 @@ import math
 
 import torch
 
-__all__ = ["philox4x32", "uniform_from_bits", "box_muller", "keyed_normal", "key_words"]
+__all__ = [
+    "philox4x32",
+    "philox_round",
+    "uniform_from_bits",
+    "box_muller",
+    "keyed_normal",
+    "key_words",
+]
 
 MASK32 = 0xFFFFFFFF
 # Philox 4x32 round multipliers and Weyl key increments (Salmon et al. 2011, table 2).

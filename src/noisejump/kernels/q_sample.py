@@ -12,8 +12,8 @@ Coefficients arrive as float32 (B,) tables gathered from the float64 schedule; t
 computes in float32, rounds e to x0's dtype and computes x_t from e as stored.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": torch.library reads the op's annotations as
+# types (older torch releases do not evaluate string annotations).
 import torch
 
 from ..rng import key_words, keyed_normal
