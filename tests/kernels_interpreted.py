@@ -11,6 +11,7 @@ import os
 
 import pytest
 import torch
+from noise_families import PerChannel
 
 import noisejump as nj
 from noisejump.kernels import backend, get_backend, q_sample, q_sample_keyed, set_backend
@@ -120,6 +121,16 @@ def test_forward_process_takes_the_kernel_when_forced():
     x_t, noise = process.q_sample(x0, t, seed=77, keys=keys)
     with backend("torch"):
         x_ref, noise_ref = process.q_sample(x0, t, seed=77, keys=keys)
+    assert_normals_close(noise, noise_ref)
+    torch.testing.assert_close(x_t, x_ref, rtol=0, atol=1e-5)
+
+
+def test_forward_process_passes_a_diagonal_family_s_scale_to_the_kernel():
+    process = nj.ForwardProcess(nj.get_schedule("linear", 1000), noise=PerChannel())
+    x0, t, keys = torch.randn(2, 3, 4, 5), torch.tensor([3, 700]), torch.arange(2)
+    x_t, noise = process.q_sample(x0, t, seed=6, keys=keys)
+    with backend("torch"):
+        x_ref, noise_ref = process.q_sample(x0, t, seed=6, keys=keys)
     assert_normals_close(noise, noise_ref)
     torch.testing.assert_close(x_t, x_ref, rtol=0, atol=1e-5)
 

@@ -1,15 +1,13 @@
 """The keyed loss on the torch path: it equals F.mse_loss against the noise q_sample
 returned (and its v target), with the same gradient, per-sample and min-SNR weights."""
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
+from noise_families import PerChannel, TwoWhiteDraws
 
 import noisejump as nj
 from noisejump.loss import keyed_mse, min_snr_weights
-from noisejump.noise.base import NoiseFamily
 
 SEED = 31
 
@@ -106,22 +104,21 @@ def test_min_snr_is_finite_at_zero_terminal_snr():
     assert epsilon[1] == 1.0 and v[1] == 0.0
 
 
-class _TwoWhiteDraws(NoiseFamily):
-    """A family with a white shape larger than the sample: (e_0 + e_1) / sqrt(2)."""
-
-    def white_shape(self, shape):
-        return (shape[0], 2, *shape[1:])
-
-    def apply(self, white):
-        return (white[:, 0] + white[:, 1]) / math.sqrt(2)
-
-
 def test_any_family_regenerates_its_structured_noise():
-    process = nj.ForwardProcess(nj.get_schedule("linear", 1000), noise=_TwoWhiteDraws())
+    process = nj.ForwardProcess(nj.get_schedule("linear", 1000), noise=TwoWhiteDraws())
     x0, pred, t, keys = _batch()
     _, noise = process.q_sample(x0, t, seed=SEED, keys=keys)
     loss = keyed_mse(process, pred, t, seed=SEED, keys=keys)
     torch.testing.assert_close(loss, F.mse_loss(pred, noise), rtol=1e-6, atol=0)
+
+
+def test_diagonal_family_takes_the_fused_path_with_its_scale():
+    process = nj.ForwardProcess(nj.get_schedule("linear", 1000), noise=PerChannel())
+    x0, pred, t, keys = _batch()
+    _, noise = process.q_sample(x0, t, seed=SEED, keys=keys)
+    loss = keyed_mse(process, pred, t, seed=SEED, keys=keys, prediction="v", x0=x0)
+    expected = F.mse_loss(pred, process.v_target(x0, noise, t))
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
 
 
 def test_inputs_are_not_mutated(process):
@@ -138,6 +135,7 @@ def test_inputs_are_not_mutated(process):
         ({"prediction": "sample"}, ValueError, "prediction must be one of"),
         ({"prediction": "v"}, ValueError, "prediction='v' needs x0"),
         ({"x0": torch.zeros(2, 3)}, ValueError, "x0 must match model_output's shape"),
+        ({"x0": [0.0]}, TypeError, "x0 must be a tensor or None"),
         ({"weights": torch.ones(3)}, ValueError, r"weights must have shape \(4,\)"),
         ({"weights": torch.ones(4, dtype=torch.int64)}, TypeError, "weights must be a floating"),
         ({"min_snr_gamma": 0.0}, ValueError, "min_snr_gamma must be a positive number"),

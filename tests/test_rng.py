@@ -9,10 +9,10 @@ import math
 
 import pytest
 import torch
+from noise_families import TwoWhiteDraws
 
 import noisejump as nj
 from noisejump import rng, stats
-from noisejump.noise.base import NoiseFamily
 from noisejump.rng import box_muller, keyed_normal, philox4x32, uniform_from_bits
 
 ALPHA = 1e-3
@@ -166,18 +166,8 @@ def test_q_sample_from_takes_keyed_noise(process):
     assert torch.equal(x_t, x_again)
 
 
-class _TwoWhiteDraws(NoiseFamily):
-    """A family with a white shape larger than the sample: (e_0 + e_1) / sqrt(2)."""
-
-    def white_shape(self, shape):
-        return (shape[0], 2, *shape[1:])
-
-    def apply(self, white):
-        return (white[:, 0] + white[:, 1]) / math.sqrt(2)
-
-
 def test_counters_run_over_the_white_shape():
-    process = nj.ForwardProcess(nj.get_schedule("linear", 10), noise=_TwoWhiteDraws())
+    process = nj.ForwardProcess(nj.get_schedule("linear", 10), noise=TwoWhiteDraws())
     keys = torch.tensor([1, 2])
     _, noise = process.q_sample(torch.zeros(2, 3, 3), 4, seed=5, keys=keys)
     white = keyed_normal((2, 2, 3, 3), seed=5, keys=keys)

@@ -99,6 +99,8 @@ def keyed_mse(
         raise TypeError(f"model_output must be a floating tensor, got {type(model_output)}")
     if prediction == "v" and x0 is None:
         raise ValueError("prediction='v' needs x0: its target is signal_t e - sigma_t x0")
+    if x0 is not None and not isinstance(x0, torch.Tensor):
+        raise TypeError(f"x0 must be a tensor or None, got {type(x0).__name__}")
     if x0 is not None and (x0.shape != model_output.shape or x0.device != model_output.device):
         raise ValueError(
             f"x0 must match model_output's shape {tuple(model_output.shape)} and device "
