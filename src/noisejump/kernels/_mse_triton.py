@@ -25,7 +25,7 @@ def _keyed_mse_kernel(
     HAS_SCALE: tl.constexpr,
     V_TARGET: tl.constexpr,
     NOISE_DTYPE: tl.constexpr,
-    LIBDEVICE: tl.constexpr,
+    MATH: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """One program: 4 BLOCK elements of sample b. Target e (or v = signal_b e - sigma_b x0),
@@ -36,9 +36,7 @@ def _keyed_mse_kernel(
     b = pid // blocks_per_sample
     block = pid % blocks_per_sample
     group = block * BLOCK + tl.arange(0, BLOCK)
-    z = keyed_normal4(
-        seed, group, stream, tl.load(key_a_ptr + b), tl.load(key_b_ptr + b), LIBDEVICE
-    )
+    z = keyed_normal4(seed, group, stream, tl.load(key_a_ptr + b), tl.load(key_b_ptr + b), MATH)
     n = block * (4 * BLOCK) + tl.arange(0, 4 * BLOCK)
     mask = n < n_elements
     offsets = b.to(tl.int64) * n_elements + n

@@ -22,7 +22,7 @@ def _q_sample_kernel(
     blocks_per_sample,
     HAS_SCALE: tl.constexpr,
     STORE_NOISE: tl.constexpr,
-    LIBDEVICE: tl.constexpr,
+    MATH: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """One program: BLOCK Philox groups (4 BLOCK elements) of sample b. The noise depends
@@ -32,9 +32,7 @@ def _q_sample_kernel(
     b = pid // blocks_per_sample
     block = pid % blocks_per_sample
     group = block * BLOCK + tl.arange(0, BLOCK)
-    z = keyed_normal4(
-        seed, group, stream, tl.load(key_a_ptr + b), tl.load(key_b_ptr + b), LIBDEVICE
-    )
+    z = keyed_normal4(seed, group, stream, tl.load(key_a_ptr + b), tl.load(key_b_ptr + b), MATH)
     n = block * (4 * BLOCK) + tl.arange(0, 4 * BLOCK)
     mask = n < n_elements
     offsets = b.to(tl.int64) * n_elements + n

@@ -57,7 +57,10 @@ def use_triton(device: torch.device) -> bool:
     return choice == "triton" or (choice == "auto" and device.type == "cuda")
 
 
-def interpreted(kernel) -> bool:
-    """True when ``kernel`` was built for Triton's CPU interpreter (TRITON_INTERPRET=1 when
-    its module was imported): CUDA's libdevice functions are not available there."""
-    return type(kernel).__name__ == "InterpretedFunction"
+def math_mode(kernel, fast: bool) -> int:
+    """The kernels' MATH argument (``_normal_triton``): 2 (Triton's portable functions)
+    when ``kernel`` was built for Triton's CPU interpreter (TRITON_INTERPRET=1 when its
+    module was imported: no libdevice, no PTX there), else 1 when ``fast``, else 0."""
+    if type(kernel).__name__ == "InterpretedFunction":
+        return 2
+    return 1 if fast else 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..rng import keyed_normal
-from .dispatch import interpreted, use_triton
+from .dispatch import math_mode, use_triton
 from .q_sample import BLOCK, KERNEL_DTYPES
 
 __all__ = ["keyed_mse_fused", "keyed_mse_reference"]
@@ -66,7 +66,7 @@ def _launch(pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_d
         HAS_SCALE=scale is not None,
         V_TARGET=x0 is not None,
         NOISE_DTYPE=tl_dtypes[noise_dtype],
-        LIBDEVICE=not fast and not interpreted(_keyed_mse_kernel),
+        MATH=math_mode(_keyed_mse_kernel, fast),
         BLOCK=BLOCK,
     )
     return partial.sum(), grad

@@ -17,7 +17,7 @@ computes in float32, rounds e to x0's dtype and computes x_t from e as stored.
 import torch
 
 from ..rng import key_words, keyed_normal
-from .dispatch import interpreted, use_triton
+from .dispatch import math_mode, use_triton
 
 __all__ = ["q_sample_keyed", "q_sample_reference", "KERNEL_DTYPES"]
 
@@ -62,7 +62,7 @@ def _launch(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noi
         blocks_per_sample,
         HAS_SCALE=scale is not None,
         STORE_NOISE=store_noise,
-        LIBDEVICE=not fast and not interpreted(_q_sample_kernel),
+        MATH=math_mode(_q_sample_kernel, fast),
         BLOCK=BLOCK,
     )
     return x_t, noise
