@@ -16,6 +16,7 @@ from noise_families import PerChannel
 import noisejump as nj
 from noisejump.kernels import backend, get_backend, q_sample, q_sample_keyed, set_backend
 from noisejump.kernels.mse import keyed_mse_fused, keyed_mse_reference
+from noisejump.loss import keyed_x_t
 from noisejump.rng import keyed_normal
 
 # The normals of two implementations agree within this (transcendentals round differently).
@@ -132,6 +133,15 @@ def test_forward_process_passes_a_diagonal_family_s_scale_to_the_kernel():
     with backend("torch"):
         x_ref, noise_ref = process.q_sample(x0, t, seed=6, keys=keys)
     assert_normals_close(noise, noise_ref)
+    torch.testing.assert_close(x_t, x_ref, rtol=0, atol=1e-5)
+
+
+def test_keyed_x_t_takes_the_kernel_without_noise():
+    process = nj.ForwardProcess(nj.get_schedule("linear", 1000))
+    x0, t, keys = torch.randn(3, 2, 9), torch.tensor([0, 50, 999]), torch.arange(3)
+    x_t = keyed_x_t(process, x0, t, seed=12, keys=keys)
+    with backend("torch"):
+        x_ref, _ = process.q_sample(x0, t, seed=12, keys=keys)
     torch.testing.assert_close(x_t, x_ref, rtol=0, atol=1e-5)
 
 

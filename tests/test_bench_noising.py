@@ -20,7 +20,7 @@ def test_noising_report_has_every_variant_and_consistent_ratios():
         "noisejump keyed q_sample, x_t and e",
         "noisejump keyed q_sample, x_t only",
         "train: keyed q_sample + F.mse_loss",
-        "train: x_t only + keyed_mse",
+        "train: keyed_x_t + keyed_mse",
         "chain to t = 500",
     ):
         assert any(name.startswith(expected) for name in names), expected

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from noise_families import PerChannel, TwoWhiteDraws
 
 import noisejump as nj
-from noisejump.loss import keyed_mse, min_snr_weights
+from noisejump.loss import keyed_mse, keyed_x_t, min_snr_weights
 
 SEED = 31
 
@@ -36,6 +36,12 @@ def test_epsilon_loss_is_mse_against_the_noise_q_sample_returned(process):
     assert loss.dtype == torch.float32 and loss.dim() == 0
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-9)
+
+
+def test_keyed_x_t_is_q_sample_s_x_t(process):
+    x0, _, t, keys = _batch()
+    x_t, _ = process.q_sample(x0, t, seed=SEED, keys=keys)
+    assert torch.equal(keyed_x_t(process, x0, t, seed=SEED, keys=keys), x_t)
 
 
 def test_other_keys_give_another_loss(process):

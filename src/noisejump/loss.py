@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 
 from .kernels.mse import keyed_mse_fused
-from .kernels.q_sample import diagonal_scale
+from .kernels.q_sample import diagonal_scale, fused_noise_scale, q_sample_keyed
 from .rng import key_words, keyed_normal
 
-__all__ = ["keyed_mse", "min_snr_weights", "LOSS_PREDICTIONS"]
+__all__ = ["keyed_mse", "keyed_x_t", "min_snr_weights", "LOSS_PREDICTIONS"]
 
 LOSS_PREDICTIONS = ("epsilon", "v")
 F64 = torch.float64
@@ -42,6 +42,25 @@ def min_snr_weights(schedule, t: torch.Tensor, gamma: float, prediction: str = "
     else:
         weights = torch.clamp(snr, max=gamma) / (snr + 1)
     return weights.to(torch.float32)
+
+
+def keyed_x_t(process, x0: torch.Tensor, t, *, seed: int, keys: torch.Tensor, fast=False):
+    """x_t = signal_t x0 + sigma_t e with keyed e, without keeping e: the input of a training
+    step whose loss is :func:`keyed_mse` (which regenerates e from the same seed and keys).
+
+    Equals ``process.q_sample(x0, t, seed=seed, keys=keys)[0]``; where the fused kernel
+    runs (``noisejump.kernels``) it writes x_t only (2 tensors of traffic instead of 3).
+    ``fast``: approximate transcendentals in the GPU kernel (docs/gpu.md).
+    """
+    fused, scale = fused_noise_scale(process.noise, x0)
+    if not fused:
+        return process.q_sample(x0, t, seed=seed, keys=keys)[0]
+    steps = process.schedule.steps(t, x0, validate=process.validate)
+    signal, sigma = process.schedule.marginal(steps, x0.device, torch.float32)
+    x_t, _ = q_sample_keyed(
+        x0, signal, sigma, seed=seed, keys=keys, scale=scale, store_noise=False, fast=fast
+    )
+    return x_t
 
 
 class _KeyedMSE(torch.autograd.Function):
