@@ -1,7 +1,8 @@
 """Fused kernels (Triton) with their torch references, and the switch between them.
 
     q_sample_keyed    x_t (and e) in one pass with keyed noise; torch custom op with backward
-    keyed_mse_fused   epsilon/v MSE that regenerates e from its keys (``noisejump.loss``)
+    mse.keyed_mse_fused   epsilon/v MSE that regenerates e from its keys (used by
+                          ``noisejump.loss.keyed_mse``)
     set_backend, backend, get_backend   "auto" (CUDA -> kernel), "torch", "triton"
 
 triton is imported only when a kernel runs; nothing is queried at import time.
