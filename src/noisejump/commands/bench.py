@@ -1,11 +1,12 @@
-"""``noisejump bench``: the closed form against the chain."""
+"""``noisejump bench``: the closed form against the chain; ``--suite noising``: the noising
+step's variants against the bandwidth limit."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from .. import benchmark
+from .. import benchmark, benchmark_noising
 from ..schedules import schedule_names
 from ._types import DTYPES, device, positive_int, step
 
@@ -17,11 +18,23 @@ def add_parser(subparsers) -> None:
         description=(
             "Times q_sample (the O(1) closed form) against q_sample_loop (the O(t) chain) "
             "for a batch at several steps t, beside torch.randn of the same tensor, and "
-            "prints medians and the speed-up."
+            "prints medians and the speed-up. --suite noising instead times the noising "
+            "step's variants side by side (device copy = the limit, randn, diffusers' "
+            "add_noise if installed, eager and compiled closed forms, keyed noise, the fused "
+            "keyed q_sample with and without e, noise plus loss, the chain to t = 500)."
         ),
         epilog="examples:\n  noisejump bench\n  noisejump bench --device cuda --batch 128 "
-        "--shape 3 256 256\n  noisejump bench --steps 1 500 --json",
+        "--shape 3 256 256\n  noisejump bench --steps 1 500 --json\n"
+        "  noisejump bench --suite noising\n"
+        "  noisejump bench --suite noising --device cuda --batch 256 --shape 3 256 256 "
+        "--dtype bfloat16",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--suite",
+        choices=("chain", "noising"),
+        default="chain",
+        help="chain: closed form vs chain (default); noising: the noising step's variants",
     )
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default: cpu)")
     p.add_argument("--batch", type=positive_int, default=64, help="batch size (default: 64)")
@@ -39,7 +52,7 @@ def add_parser(subparsers) -> None:
         nargs="+",
         default=list(benchmark.DEFAULT_STEPS),
         metavar="T",
-        help="steps t to time (default: 1 10 100 500 999)",
+        help="steps t to time (default: 1 10 100 500 999; chain suite only)",
     )
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument("--schedule", choices=schedule_names(), default="linear")
@@ -47,13 +60,31 @@ def add_parser(subparsers) -> None:
         "--repeats",
         type=positive_int,
         default=7,
-        help="timed runs of the closed form; the median is shown (default: 7)",
+        help="timed runs of the closed form (noising: of each variant); the median is shown "
+        "(default: 7)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="noising suite: include torch.compile variants (default: on CUDA only)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.suite == "noising":
+        report = benchmark_noising.noising(
+            (args.batch, *args.shape),
+            DTYPES[args.dtype],
+            device=args.device,
+            repeats=args.repeats,
+            compile=args.compile,
+            schedule=args.schedule,
+        )
+        print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
+        return 0
     report = benchmark.chain_vs_closed(
         (args.batch, *args.shape),
         args.steps,

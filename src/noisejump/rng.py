@@ -1,0 +1,234 @@
+"""Counter-based keyed Gaussian noise: Philox 4x32-10 and Box-Muller, in torch integer ops.
+
+The value of every noise element is a pure function of (seed, the sample's key, the
+element's index within the sample, stream): it does not change with the batch size, the
+batch order, the number of GPUs or the device. This module is the CPU reference; the Triton
+kernel (``noisejump.kernels``) produces the same integer stream. The layout below is the
+contract (``docs/keyed-noise.md`` spells it out for other implementations).
+
+Notation:
+
+    seed         a 64-bit integer, the Philox key: k0 = seed mod 2^32, k1 = seed >> 32
+    keys         one per sample, (B,) int64 or (B, 2) 32-bit words: key_a, key_b; a (B,)
+                 key K is the pair (K mod 2^32, K >> 32)
+    n            an element's logical C-order index within its sample (white shape)
+    g, j         n = 4 g + j: the Philox counter group and which of its 4 outputs
+    counter      (g, stream, key_a, key_b), four 32-bit words
+    x0..x3       the four 32-bit outputs of Philox 4x32-10 (Salmon et al. 2011, SC11,
+                 "Parallel random numbers: as easy as 1, 2, 3", section 4.2)
+    u            (floor(x / 2^9) + 1/2) / 2^23: a float32 in (0, 1), exact
+    z            Box-Muller (Box & Muller 1958): from (x0, x1) and from (x2, x3),
+                 r = sqrt(-2 log u_a), theta = 2 pi u_b, z_a = r cos theta, z_b = r sin theta
+
+Element n = 4 g + j takes z_j of counter group g. Philox is a bijection of the counter for
+a fixed key, so distinct (g, stream, key_a, key_b) never share a draw.
+
+The 32 x 32 -> 64-bit products never overflow int64: with M_s = M - 2^32 (each Philox
+multiplier is >= 2^31), |c M_s| < 2^63 and c M = c M_s + c 2^32, so
+lo = (c M_s) mod 2^32 and hi = ((c M_s) >> 32) + c (mod 2^32).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "philox4x32",
+    "philox_round",
+    "uniform_from_bits",
+    "box_muller",
+    "keyed_normal",
+    "key_words",
+]
+
+MASK32 = 0xFFFFFFFF
+# Philox 4x32 round multipliers and Weyl key increments (Salmon et al. 2011, table 2).
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
+PHILOX_ROUNDS = 10
+# float32(2 pi): the angle is u_b * TWO_PI rounded to float32, the same on every device.
+TWO_PI = 6.283185307179586
+MAX_GROUPS = 2**32
+CHUNK_WORDS = 2**16  # counters per block on the CPU (keyed_normal)
+I64 = torch.int64
+
+
+def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = PHILOX_ROUNDS):
+    """Philox 4x32-``rounds`` of the counter (c0, c1, c2, c3) under the key (k0, k1).
+
+    Counter words are int64 tensors (broadcastable) holding values in [0, 2^32); the key
+    words are Python ints. Returns the four output words as int64 tensors in [0, 2^32).
+    One round is ``philox_round``; the key is bumped by (W0, W1) mod 2^32 after each.
+    """
+    words = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=I64) for c in (c0, c1, c2, c3)))
+    shape = words[0].shape
+    (x0, x2), (x1, x3) = _philox_pairs(*(w.reshape(1, -1) for w in words), k0, k1, rounds)
+    return tuple(x.reshape(shape) for x in (x0, x1, x2, x3))
+
+
+def philox_round(c0, c1, c2, c3, k0: int, k1: int):
+    """One Philox 4x32 round (Salmon et al. 2011, section 4.2), hi:lo the 64-bit products:
+
+        hi0:lo0 = M0 c0,  hi1:lo1 = M1 c2
+        (c0, c1, c2, c3) <- (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
+
+    on broadcastable int64 tensors (work follows the broadcast shapes)."""
+    # c M_s with M_s = M - 2^32 stays inside int64; c M = c M_s + c 2^32 (module docstring).
+    products0, products1 = c0 * (PHILOX_M0 - 2**32), c2 * (PHILOX_M1 - 2**32)
+    hi0 = ((products0 >> 32) + c0) & MASK32
+    hi1 = ((products1 >> 32) + c2) & MASK32
+    return hi1 ^ (c1 ^ k0), products1 & MASK32, hi0 ^ (c3 ^ k1), products0 & MASK32
+
+
+def _round_key(k0: int, k1: int, r: int) -> tuple[int, int]:
+    """The key of round r: (k0 + r W0, k1 + r W1) mod 2^32."""
+    return (k0 + r * PHILOX_W0) & MASK32, (k1 + r * PHILOX_W1) & MASK32
+
+
+def _philox_pairs(c0, c1, c2, c3, k0, k1, rounds=PHILOX_ROUNDS):
+    """Philox on broadcastable counter words, the outputs as stacked pairs of shape
+    (2, *broadcast shape): ((x0, x2), (x1, x3)), the Box-Muller radius and angle words.
+
+    The first two rounds follow the broadcast shapes (``keyed_normal``'s counters vary
+    along the groups or along the samples only, so they are cheap); the rest run in place.
+    """
+    for r in range(min(2, rounds)):
+        c0, c1, c2, c3 = philox_round(c0, c1, c2, c3, *_round_key(k0, k1, r))
+    # Stacked lanes, all arithmetic in place in four buffers (a fresh multi-megabyte tensor
+    # per operation would cost page faults). The multiplied pair alternates between
+    # (c0, c2) on even rounds and (c2, c0) on odd ones, so its products are always the
+    # previous round's lo words crossed over: c1 and c3 are never copied or masked (their
+    # high bits only meet xors, and the mask of the new words clears them).
+    words = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=I64) for c in (c0, c1, c2, c3)))
+    multiplied = torch.stack([words[0], words[2]]).reshape(2, -1)
+    lo_words = torch.stack([words[1], words[3]]).reshape(2, -1)
+    products, hi = torch.empty_like(multiplied), torch.empty_like(multiplied)
+    m0, m1 = PHILOX_M0 - 2**32, PHILOX_M1 - 2**32
+    device = multiplied.device
+    multipliers = torch.tensor([[m0, m1], [m1, m0]], dtype=I64, device=device).reshape(2, 2, 1)
+    round_keys = [_round_key(k0, k1, r) for r in range(rounds)]
+    round_keys = [k[::-1] if r % 2 == 0 else k for r, k in enumerate(round_keys)]
+    round_keys = torch.tensor(round_keys, dtype=I64, device=device).reshape(-1, 2, 1)
+    for r in range(2, rounds):  # even rounds start with (c0, c2) and (c1, c3), as here
+        torch.mul(multiplied, multipliers[r % 2], out=products)
+        torch.bitwise_right_shift(products, 32, out=hi)
+        hi.add_(multiplied)  # hi of the 64-bit products
+        hi[0].bitwise_xor_(lo_words[1])
+        hi[1].bitwise_xor_(lo_words[0])
+        hi.bitwise_xor_(round_keys[r]).bitwise_and_(MASK32)
+        multiplied, hi = hi, multiplied
+        lo_words, products = products, lo_words
+    # After an odd last round: multiplied = (c0, c2) and the products (M1 c2, M0 c0), whose
+    # lo words are (c1, c3); after an even last round both pairs are reversed.
+    lo_words.bitwise_and_(MASK32)
+    if rounds > 2 and rounds % 2:
+        multiplied, lo_words = multiplied.flip(0), lo_words.flip(0)
+    shape = (2, *words[0].shape)
+    return multiplied.reshape(shape), lo_words.reshape(shape)
+
+
+def uniform_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    """u = (floor(x / 2^9) + 1/2) / 2^23 = floor(x / 2^9) 2^-23 + 2^-24, a float32 in (0, 1).
+
+    The top 23 bits of the 32-bit word x; the half offset keeps u away from 0 (log u is
+    finite: |z| <= sqrt(-2 log 2^-24) = 5.77) and from 1, and every step is exact in float32.
+    """
+    # floor(x / 2^9) 2^9 has at most 23 significant bits: exact in float32.
+    return (bits & 0xFFFFFE00).to(torch.float32).mul_(2.0**-32).add_(2.0**-24)
+
+
+def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor):
+    """Two independent N(0, 1) from two uniforms (Box & Muller 1958):
+    r = sqrt(-2 log u_radius), theta = 2 pi u_angle; returns (r cos theta, r sin theta)."""
+    radius = torch.log(u_radius).mul_(-2.0).sqrt_()
+    theta = u_angle * TWO_PI
+    return radius * torch.cos(theta), radius.mul_(theta.sin_())
+
+
+def key_words(seed: int, keys: torch.Tensor, batch: int, stream: int = 0):
+    """Check ``seed``, ``keys`` (one per sample) and ``stream``; return the Philox key
+    (k0, k1) and the per-sample counter words (key_a, key_b) as int64 tensors (B,)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise TypeError(f"seed must be an int in [0, 2^64), got {seed!r}")
+    if isinstance(stream, bool) or not isinstance(stream, int) or not 0 <= stream <= MASK32:
+        raise TypeError(f"stream must be an int in [0, 2^32), got {stream!r}")
+    if (
+        not isinstance(keys, torch.Tensor)
+        or keys.dtype.is_floating_point
+        or keys.dtype
+        in (
+            torch.bool,
+            torch.complex64,
+            torch.complex128,
+        )
+    ):
+        kind = keys.dtype if isinstance(keys, torch.Tensor) else type(keys).__name__
+        raise TypeError(f"keys must be an integer tensor of shape (B,) or (B, 2), got {kind}")
+    if keys.dim() not in (1, 2) or (keys.dim() == 2 and keys.shape[1] != 2):
+        raise ValueError(f"keys must have shape (B,) or (B, 2), got {tuple(keys.shape)}")
+    if keys.shape[0] != batch:
+        raise ValueError(
+            f"keys has {keys.shape[0]} rows but the batch (first dimension) is {batch}; "
+            "give one key per sample"
+        )
+    keys = keys.to(I64)
+    largest = 2**63 - 1 if keys.dim() == 1 else MASK32
+    in_range = (keys >= 0) & (keys <= largest)
+    if keys.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not bool(in_range.all()):
+            raise ValueError(
+                f"keys must be integers in [0, {largest}], got values in "
+                f"[{int(keys.min())}, {int(keys.max())}]"
+            )
+    else:
+        torch._assert_async(in_range.all(), "keys out of range")
+    if keys.dim() == 1:
+        key_a, key_b = keys & MASK32, keys >> 32
+    else:
+        key_a, key_b = keys[:, 0], keys[:, 1]
+    return (seed & MASK32, seed >> 32), key_a, key_b
+
+
+def keyed_normal(shape, *, seed: int, keys: torch.Tensor, stream: int = 0, device=None):
+    """Standard normal noise of ``shape`` (batch first), keyed per sample: float32.
+
+    Sample b, element n (C-order index within the sample) = z_{n mod 4} of Philox 4x32-10
+    at counter (n // 4, stream, key_a[b], key_b[b]) under key (seed mod 2^32, seed >> 32),
+    through ``uniform_from_bits`` and ``box_muller`` (module docstring).
+
+    Args:
+        shape: (B, ...) the shape of the noise.
+        seed: int in [0, 2^64).
+        keys: integer tensor (B,) (values in [0, 2^63)) or (B, 2) (32-bit words).
+        stream: int in [0, 2^32): independent streams for the same (seed, keys).
+        device: where to build it (default: keys' device).
+    """
+    shape = tuple(int(n) for n in shape)
+    if len(shape) < 1:
+        raise ValueError("shape must have a batch dimension, got ()")
+    batch, n_elements = shape[0], math.prod(shape[1:])
+    (k0, k1), key_a, key_b = key_words(seed, keys, batch, stream)
+    device = keys.device if device is None else torch.device(device)
+    n_groups = -(-n_elements // 4)
+    if n_groups > MAX_GROUPS:
+        raise ValueError(
+            f"a sample of {n_elements} elements exceeds the 2^34 elements one key can address"
+        )
+    key_a = key_a.to(device).reshape(batch, 1)
+    key_b = key_b.to(device).reshape(batch, 1)
+    z = torch.empty(batch, n_groups, 4, device=device)  # element 4 g + j of each sample
+    # Blocks of about CHUNK_WORDS counters: the temporaries stay small and cache-resident
+    # and their memory is reused from block to block (fresh large buffers cost page faults).
+    width = n_groups if device.type != "cpu" else max(1, CHUNK_WORDS // batch)
+    for start in range(0, n_groups, width):
+        group = torch.arange(start, min(start + width, n_groups), dtype=I64, device=device)
+        radius_words, angle_words = _philox_pairs(group, stream, key_a, key_b, k0, k1)
+        # (x0, x2) and (x1, x3) at once: r cos theta = (z0, z2), r sin theta = (z1, z3).
+        z_cos, z_sin = box_muller(uniform_from_bits(radius_words), uniform_from_bits(angle_words))
+        block = z[:, start : start + width]
+        for j, part in enumerate((z_cos[0], z_sin[0], z_cos[1], z_sin[1])):
+            block[..., j].copy_(part)
+    z = z.reshape(batch, 4 * n_groups)
+    return z[:, :n_elements].contiguous().reshape(shape)
