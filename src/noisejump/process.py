@@ -10,17 +10,25 @@ device, gathered and applied in float32 (float64 for float64 samples) and the re
 stored in the sample's dtype. The noise returned is rounded to the sample's dtype first
 and x_t is computed from that rounded noise, so (x_t, noise) is a consistent pair.
 Nothing here reads a GPU value on the host: t is checked eagerly when it is a Python
-int or a CPU tensor, and with an asynchronous device-side assert otherwise.
+int or a CPU tensor, and with an asynchronous device-side assert otherwise. (Exception:
+per-element steps with correlated noise need the distinct step values, one host read.)
+
+Correlated noise (DESIGN.md, section 1): with a fixed covariance S the chain
+x_k = sqrt(alpha_k) x_{k-1} + sqrt(beta_k) L e_k has q(x_t | x0) = N(signal_t x0,
+sigma_t^2 S), so every method keeps its isotropic formula with L e in place of e. The
+``variance`` that ``q_posterior`` returns is the isotropic one; the posterior covariance
+is that variance times S. ``plan(t)`` says which path ``q_sample`` takes and why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 
 import torch
 
 from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
+from .plan import Plan, check_path
 from .schedules import Schedule
 
 __all__ = ["ForwardProcess", "PREDICTIONS"]
@@ -38,10 +46,17 @@ class ForwardProcess:
         noise: a noise family or its name (default: isotropic, S = I).
         validate: for CUDA step tensors, check the range with an asynchronous device-side
             assert (True, no host sync) or not at all (False). CPU inputs are always checked.
+        path: "auto" (the cheapest exact path, see :meth:`plan`) or "chain" (force the
+            O(t) chain in ``q_sample``, for comparison).
     """
 
     def __init__(
-        self, schedule: Schedule, noise: NoiseFamily | str | None = None, *, validate: bool = True
+        self,
+        schedule: Schedule,
+        noise: NoiseFamily | str | None = None,
+        *,
+        validate: bool = True,
+        path: str = "auto",
     ):
         self.schedule = schedule
         if noise is None:
@@ -50,6 +65,7 @@ class ForwardProcess:
             noise = get_noise(noise)
         self.noise = noise
         self.validate = validate
+        self.path = check_path(path)
 
     @property
     def num_steps(self) -> int:
@@ -65,14 +81,36 @@ class ForwardProcess:
 
         Args:
             x0: clean samples, batch first, any trailing shape, floating dtype.
-            t: an int, a 0-d integer tensor, or one step per sample (shape (B,)).
-            noise: the structured noise to use (x0's shape); drawn if None.
+            t: an int, a 0-d integer tensor, one step per sample (shape (B,)), or one step
+                per element (as many dimensions as x0, broadcasting to its shape).
+            noise: the structured noise to use (x0's shape); drawn if None. Not accepted
+                where the plan is not one structured draw (per-element steps with
+                correlated noise, a forced chain).
             generator: torch.Generator for the drawn noise.
         Returns:
-            (x_t, noise), both in x0's dtype; x_t is computed from the returned noise.
+            (x_t, noise), both in x0's dtype; x_t is computed from the returned noise,
+            noise = (x_t - signal_t x0) / sigma_t elementwise.
         """
         _check_sample(x0, "x0")
+        self.noise.check_shape(tuple(x0.shape[1:]))
         t = self._steps(t, x0)
+        plan = self._plan(t, x0.shape)
+        if plan.path == "closed":
+            return self._q_sample_closed(x0, t, noise, generator)
+        if noise is not None:
+            raise ValueError(
+                f"noise= cannot be used on the {plan.path!r} path (it takes "
+                f"{plan.draws} draws, not one): {plan.reason}"
+            )
+        draw = self._random_draw(x0, generator)
+        if plan.path == "increments":
+            x_t = self._increments(x0, t, draw)
+        else:
+            x_t = self._chain(x0, t, draw)
+        return self._with_noise(x0, t, x_t)
+
+    def _q_sample_closed(self, x0, t, noise, generator):
+        """The one-draw closed form signal_t x0 + sigma_t L e."""
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         noise = self._noise(x0, noise, generator)
         return _affine(signal, x0, sigma, noise), noise
@@ -84,8 +122,10 @@ class ForwardProcess:
         (Kingma et al. 2021, eq. 19). Returns (x_t, noise) in x_s's dtype.
         """
         _check_sample(x_s, "x_s")
+        self.noise.check_shape(tuple(x_s.shape[1:]))
         s = self._steps(s, x_s, name="s", lowest=-1)
         t = self._steps(t, x_s)
+        self._require_elementwise("q_sample_from", s, t)
         self._check_order(s, t, x_s.device, strict=False)
         alpha, sigma2 = self.schedule.transition(s, t, x_s.device)
         noise = self._noise(x_s, noise, generator)
@@ -96,11 +136,17 @@ class ForwardProcess:
         """x_t by walking the chain x_k = sqrt(alpha_k) x_{k-1} + sqrt(beta_k) e_k, k = 0..t.
 
         O(t) per sample: the reference the closed form is tested against (Ho et al. 2020,
-        eq. 2). Vectorised over the batch; with per-sample t a sample stops after its own
-        t + 1 steps. Runs in float32 (float64 for float64 x0), returns x0's dtype.
+        eq. 2), with L e_k for correlated noise. Vectorised over the batch; with per-sample
+        (per-element) t a sample (an element) stops after its own t + 1 steps. Runs in
+        float32 (float64 for float64 x0), returns x0's dtype.
         """
         _check_sample(x0, "x0")
+        self.noise.check_shape(tuple(x0.shape[1:]))
         t = self._steps(t, x0)
+        return self._chain(x0, t, self._random_draw(x0, generator)).to(x0.dtype)
+
+    def _chain(self, x0, t, draw):
+        """The chain in the compute dtype; ``draw(k)`` gives step k's white noise."""
         cd = _compute_dtype(x0.dtype)
         x = x0.to(cd, copy=True)
         # Python floats from the CPU float64 tables: no device read per step.
@@ -108,11 +154,8 @@ class ForwardProcess:
         sqrt_betas = self.schedule.table("sqrt_betas", "cpu").tolist()
         per_sample = isinstance(t, torch.Tensor) and t.dim() > 0
         last = int(t.max()) if per_sample else int(t)
-        buffer = torch.empty_like(x)
         for k in range(last + 1):
-            e = self.noise.sample(
-                x.shape, generator=generator, device=x.device, dtype=cd, out=buffer
-            )
+            e = self.noise.apply(draw(k), x.shape)
             if per_sample:
                 active = t >= k
                 a = torch.where(active, sqrt_alphas[k], 1.0).to(cd)
@@ -120,25 +163,106 @@ class ForwardProcess:
                 x.mul_(a).addcmul_(b, e)
             else:
                 x.mul_(sqrt_alphas[k]).add_(e, alpha=sqrt_betas[k])
-        return x.to(x0.dtype)
+        return x
 
-    def trajectory(self, x0, steps: Sequence[int] | torch.Tensor, generator=None):
-        """One sample path observed at increasing ``steps``, by successive exact jumps.
+    def _increments(self, x0, t, draw):
+        """Per-element steps with correlated noise, exactly: for the sorted distinct step
+        values u_1 < ... < u_m (u_0 = -1), z_j = alpha_{u_j|u_{j-1}} z_{j-1} +
+        sigma_{u_j|u_{j-1}} L e_j, and element i takes signal_{t_i} x0_i + z_j[i] where
+        t_i = u_j. Then Cov(x_i, x_j) = sqrt(abar_ti abar_tj) (1/abar_min(ti,tj) - 1) S_ij,
+        the law of the chain in which element i stops after its own t_i steps."""
+        cd = _compute_dtype(x0.dtype)
+        t_full = t.expand(x0.shape)
+        z = torch.zeros(x0.shape, device=x0.device, dtype=cd)
+        noise_part = torch.zeros_like(z)
+        previous = -1
+        for j, u in enumerate(torch.unique(t_full).tolist()):
+            alpha, sigma2 = self.schedule.transition(previous, u, "cpu")
+            e = self.noise.apply(draw(j), x0.shape)
+            z = float(alpha) * z + float(sigma2.sqrt()) * e
+            noise_part = torch.where(t_full == u, z, noise_part)
+            previous = u
+        signal, _ = self.schedule.marginal(t, x0.device, cd)
+        return signal * x0.to(cd) + noise_part
 
-        Returns a tensor of shape (len(steps), *x0.shape) in x0's dtype; the path is
-        carried in float32 (float64 for float64 x0) between jumps. O(len(steps)).
+    def _with_noise(self, x0, t, x_t):
+        """(x_t, noise) in x0's dtype with noise = (x_t - signal_t x0) / sigma_t, and x_t
+        recomputed from the rounded noise so the pair stays consistent."""
+        signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        noise = ((x_t - signal * x0.to(x_t.dtype)) / sigma).to(x0.dtype)
+        return _affine(signal, x0, sigma, noise), noise
+
+    def _random_draw(self, x, generator):
+        """draw(k): white noise of the family's white shape, in one reused buffer."""
+        cd = _compute_dtype(x.dtype)
+        buffer = torch.empty(self.noise.white_shape(tuple(x.shape)), device=x.device, dtype=cd)
+        return lambda k: torch.randn(buffer.shape, generator=generator, out=buffer)
+
+    # ---- the plan --------------------------------------------------------------------------
+
+    def plan(self, t, shape=None, *, path: str | None = None) -> Plan:
+        """Which path ``q_sample`` takes for step(s) ``t`` on a batch of ``shape``, why,
+        and its cost per sample (print it). ``path="chain"`` shows the forced chain.
+
+        ``shape`` (batch first) is needed for per-element ``t`` that does not have the
+        full shape, and for the cost estimate.
         """
-        _check_sample(x0, "x0")
-        steps = [self._steps(int(k), x0, name="steps") for k in _int_list(steps, "steps")]
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
-            raise ValueError(f"steps must be strictly increasing, got {steps}")
-        path = x0.new_empty((len(steps),) + tuple(x0.shape))
-        x, previous = x0.to(_compute_dtype(x0.dtype)), -1
-        for i, k in enumerate(steps):
-            x, _ = self.q_sample_from(x, previous, k, generator=generator)
-            path[i] = x
-            previous = k
-        return path
+        if shape is None:
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) and t.dim() > 1 else None
+        like_shape = shape if shape is not None else (_batch_of(t), 1)
+        like = torch.zeros(()).expand(tuple(like_shape))
+        t = self._steps(t, like)
+        return self._plan(t, shape, path=path)
+
+    def _plan(self, t, shape, *, path=None) -> Plan:
+        path = check_path(path or self.path)
+        noise = self.noise
+        diagonal = noise.is_isotropic or noise.eigenbasis == "identity"
+        # The last step, for the chain's cost: read only where that costs no device sync.
+        on_host = not isinstance(t, torch.Tensor) or t.device.type == "cpu"
+        last = _last_step(t) if on_host or path == "chain" else None
+        if shape is None:
+            ops = lambda draws: None  # noqa: E731
+        else:
+            event = tuple(shape[1:])
+            d, apply_ops = math.prod(event), noise.apply_ops(event)
+            ops = lambda draws: draws * (apply_ops + 2 * d)  # noqa: E731
+        chain_ops = None if last is None else ops(last + 1)
+        if path == "chain":
+            return Plan(
+                "chain",
+                f"sequential chain x_k = sqrt(alpha_k) x_(k-1) + sqrt(beta_k) L e_k, {noise!r}",
+                "forced by path='chain' (for comparison with the closed form)",
+                f"O(t) x {noise.cost}",
+                last + 1,
+                chain_ops,
+                chain_ops,
+            )
+        if _is_per_element(t) and not diagonal:
+            draws = len(torch.unique(t))
+            return Plan(
+                "increments",
+                f"per-element steps, correlated noise {noise!r}",
+                "with correlated S, Cov(x_i, x_j) = sqrt(abar_ti abar_tj)(1/abar_min(ti,tj) - 1)"
+                " S_ij is not a multiple of S: exact with one structured draw per distinct "
+                f"step value ({draws} here), accumulated in sorted order",
+                f"m x {noise.cost}, m = {draws} distinct steps",
+                draws,
+                ops(draws),
+                chain_ops,
+            )
+        if noise.is_isotropic:
+            structure = "isotropic noise, S = I"
+            reason = "q(x_t | x0) = N(signal_t x0, sigma_t^2 I) (Ho et al. 2020, eq. 4)"
+        else:
+            structure = f"fixed covariance S ({noise!r}), L e in {noise.cost}"
+            reason = (
+                "the transitions sqrt(alpha_t) I commute with a fixed S: q(x_t | x0) = "
+                "N(signal_t x0, sigma_t^2 S)"
+            )
+        if _is_per_element(t):
+            reason += "; S is diagonal, so per-element steps are elementwise closed forms"
+        return Plan("closed", structure, reason, noise.cost, 1, ops(1), chain_ops)
 
     # ---- posterior and targets --------------------------------------------------------------
 
@@ -156,6 +280,7 @@ class ForwardProcess:
         _check_pair(x0, x_t, "x0", "x_t")
         t = self._steps(t, x_t)
         s = t - 1 if s is None else self._steps(s, x_t, name="s", lowest=-1)
+        self._require_elementwise("q_posterior", s, t)
         self._check_order(s, t, x_t.device, strict=True)
         device, transition = x_t.device, self.schedule.transition
         alpha_ts, sigma2_ts = transition(s, t, device)
@@ -205,6 +330,17 @@ class ForwardProcess:
     def _steps(self, t, like, name="t", lowest=0):
         return self.schedule.steps(t, like, name=name, lowest=lowest, validate=self.validate)
 
+    def _require_elementwise(self, what, *steps):
+        """Per-element steps are elementwise formulas only for diagonal S."""
+        if any(_is_per_element(k) for k in steps) and not (
+            self.noise.is_isotropic or self.noise.eigenbasis == "identity"
+        ):
+            raise ValueError(
+                f"{what} with per-element steps needs isotropic or diagonal noise, got "
+                f"{self.noise!r}: with correlated noise the per-element law is not a multiple "
+                "of S (use q_sample, which samples it exactly)"
+            )
+
     def _check_order(self, s, t, device, *, strict: bool):
         """s < t (strict) or s <= t, for ints or tensors; CUDA: asynchronous assert."""
         relation = "<" if strict else "<="
@@ -230,6 +366,19 @@ class ForwardProcess:
             x.shape, generator=generator, device=x.device, dtype=_compute_dtype(x.dtype)
         )
         return drawn.to(x.dtype)
+
+
+def _is_per_element(t) -> bool:
+    """True for a step tensor with a non-trivial size beyond the batch dimension."""
+    return isinstance(t, torch.Tensor) and t.dim() > 1 and any(n > 1 for n in t.shape[1:])
+
+
+def _last_step(t) -> int:
+    return int(t.max()) if isinstance(t, torch.Tensor) else int(t)
+
+
+def _batch_of(t) -> int:
+    return len(t) if isinstance(t, torch.Tensor) and t.dim() == 1 else 1
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
