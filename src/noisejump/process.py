@@ -158,8 +158,9 @@ class ForwardProcess:
             e = self.noise.apply(draw(k), x.shape)
             if per_sample:
                 active = t >= k
-                a = torch.where(active, sqrt_alphas[k], 1.0).to(cd)
-                b = torch.where(active, sqrt_betas[k], 0.0).to(cd)
+                # in cd: torch.where on Python floats would round them to float32
+                a = active.to(cd) * (sqrt_alphas[k] - 1.0) + 1.0
+                b = active.to(cd) * sqrt_betas[k]
                 x.mul_(a).addcmul_(b, e)
             else:
                 x.mul_(sqrt_alphas[k]).add_(e, alpha=sqrt_betas[k])
@@ -197,6 +198,38 @@ class ForwardProcess:
         cd = _compute_dtype(x.dtype)
         buffer = torch.empty(self.noise.white_shape(tuple(x.shape)), device=x.device, dtype=cd)
         return lambda k: torch.randn(buffer.shape, generator=generator, out=buffer)
+
+    # ---- what verify and the plan use --------------------------------------------------
+
+    def white_shape(self, shape) -> tuple[int, ...]:
+        """The white noise of one draw for a batch of ``shape``."""
+        return self.noise.white_shape(tuple(shape))
+
+    def _closed(self, x0, t, draw):
+        """The plan's closed form in the compute dtype; ``draw(j)`` gives white draw j."""
+        if self._plan(t, None).path == "increments":
+            return self._increments(x0, t, draw)
+        signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        return signal * x0.to(signal.dtype) + sigma * self.noise.apply(draw(0), x0.shape)
+
+    def moments(self, event_shape, t):
+        """(M_t, C_t) of q(x_t | x0) = N(M_t x0, C_t) for one sample, dense float64, from the
+        analytic covariance S of the family: M_t = signal_t I, C_t = sigma_t^2 S; for
+        per-element t (event-shaped), M_t = diag(signal_ti) and
+        C_ij = sqrt(abar_ti abar_tj) (1/abar_min(ti,tj) - 1) S_ij, abar_min(ti,tj) meaning
+        abar at step min(ti, tj)."""
+        event_shape = tuple(event_shape)
+        cov = self.noise.covariance(event_shape)
+        log_abar = self.schedule.table("log_alphas_cumprod_x0", "cpu")[1:]
+        t = torch.as_tensor(t).long().cpu()
+        if t.dim() == len(event_shape) + 1:  # a batch-first step tensor of one sample
+            t = t[0]
+        t = t.expand(event_shape).flatten()
+        abar = log_abar[t].exp()
+        root = abar.sqrt()
+        # abar at the earlier step min(ti, tj) is the larger abar
+        abar_first = torch.maximum(abar[:, None], abar[None, :])
+        return torch.diag(root), torch.outer(root, root) * (1 / abar_first - 1) * cov
 
     # ---- the plan --------------------------------------------------------------------------
 
