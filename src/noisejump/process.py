@@ -201,6 +201,10 @@ class ForwardProcess:
 
     # ---- what verify and the plan use --------------------------------------------------
 
+    def check_event(self, event_shape) -> None:
+        """Raise ValueError when the noise cannot be made for samples of ``event_shape``."""
+        self.noise.check_shape(tuple(event_shape))
+
     def white_shape(self, shape) -> tuple[int, ...]:
         """The white noise of one draw for a batch of ``shape``."""
         return self.noise.white_shape(tuple(shape))

@@ -130,6 +130,9 @@ def verify(
             raise ValueError("verify: per_element needs a ForwardProcess")
         return torch.randint(0, t + 1, (1, *event), generator=generator)
 
+    process.check_event(tuple(exact_shape))
+    process.check_event(tuple(stat_shape))
+
     # ---- exact ----------------------------------------------------------------------------
     event = tuple(exact_shape)
     t_exact = steps_for(event)
