@@ -6,6 +6,7 @@ correlated Gaussian noise, tested against its own step-by-step chain.
 
 from .process import PREDICTIONS, ForwardProcess
 from .schedules import Schedule, get_schedule, schedule_names
+from .verify import verify
 
 __version__ = "0.1.0"
 
@@ -15,5 +16,6 @@ __all__ = [
     "Schedule",
     "get_schedule",
     "schedule_names",
+    "verify",
     "__version__",
 ]
