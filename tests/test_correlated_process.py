@@ -1,0 +1,238 @@
+"""ForwardProcess with correlated noise, per-element steps, and the time-varying processes.
+
+Exact checks go through ``verify`` (closed form and chain against the analytic law, 1e-10
+in float64); its statistical half is checked with negative controls in test_plan_verify.py.
+Posteriors are compared with Gaussian conditioning of the joint law of (x_(t-1), x_t)
+written here from scratch (the Schur complement), on small shapes.
+"""
+
+import math
+
+import pytest
+import torch
+
+import noisejump as nj
+from noisejump.noise import available, get_noise
+from noisejump.noise.examples import EXAMPLES
+from noisejump.processes import BlurringProcess, LinearGaussianChain, MixtureProcess
+
+F64 = torch.float64
+SCHEDULE = nj.get_schedule("linear", 1000)
+T = SCHEDULE.num_steps
+
+
+def exact_errors(process, t, event, per_element=False):
+    report = nj.verify(
+        process, t, exact_shape=event, stat_shape=event, n=8, per_element=per_element
+    )
+    return report.exact_errors
+
+
+@pytest.mark.parametrize("name", available())
+def test_closed_form_and_chain_match_the_law_exactly(name):
+    process = nj.ForwardProcess(SCHEDULE, EXAMPLES[name].build())
+    errors = exact_errors(process, 12, EXAMPLES[name].exact)
+    assert max(errors.values()) <= 1e-10, errors
+
+
+@pytest.mark.parametrize("name", ["pink", "offset", "frames-progressive", "lowrank", "diagonal"])
+def test_per_element_steps_match_the_law_exactly(name):
+    process = nj.ForwardProcess(SCHEDULE, EXAMPLES[name].build())
+    errors = exact_errors(process, 12, EXAMPLES[name].exact, per_element=True)
+    assert max(errors.values()) <= 1e-10, errors
+
+
+def mixture():
+    weights = lambda s: torch.stack([1 - s / T, s / T], 1)  # noqa: E731
+    return MixtureProcess(SCHEDULE, [get_noise("isotropic"), get_noise("pink")], weights)
+
+
+def linear_chain():
+    return LinearGaussianChain(
+        30,
+        lambda k, x: 0.98 * x + 0.01 * x.roll(1, -1),
+        lambda k, e: 0.1 * e + 0.05 * (k % 3) * e.roll(1, -2),
+    )
+
+
+TIME_VARYING = {
+    "mixture": mixture,
+    "mixture-diagonal": lambda: MixtureProcess(
+        SCHEDULE,
+        [
+            get_noise("diagonal", variance=torch.tensor([0.5, 2.0]).reshape(2, 1, 1)),
+            get_noise("isotropic"),
+        ],
+        torch.rand(T, 2, generator=torch.Generator().manual_seed(0)),
+    ),
+    "mixture-offset": lambda: MixtureProcess(
+        SCHEDULE,
+        [get_noise("offset", strength=0.3), get_noise("rbf", length_scale=1.0)],
+        torch.rand(T, 2, generator=torch.Generator().manual_seed(0)),
+    ),
+    "blurring": lambda: BlurringProcess(SCHEDULE),
+    "linear": linear_chain,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIME_VARYING))
+def test_time_varying_closed_form_matches_its_chain_exactly(name):
+    errors = exact_errors(TIME_VARYING[name](), 25, (2, 4, 4))
+    assert max(errors.values()) <= 1e-10, errors
+
+
+def condition(prior_mean, c_prev, a_t, c_t, x_t_mean, x_t):
+    """q(x_(t-1) | x_t) from the joint Gaussian: Schur complement of C_t."""
+    cross = c_prev @ a_t.T  # Cov(x_(t-1), x_t)
+    mean = prior_mean + cross @ torch.linalg.solve(c_t, x_t - x_t_mean)
+    cov = c_prev - cross @ torch.linalg.solve(c_t, cross.T)
+    return mean, cov
+
+
+def kalman_reference(m_prev, c_prev, a_t, m_t, c_t, x0, x_t):
+    d = x0[0].numel()
+    flat0, flat_t = x0.reshape(-1, d).to(F64), x_t.reshape(-1, d).to(F64)
+    means = []
+    for i in range(len(flat0)):
+        mean, cov = condition(m_prev @ flat0[i], c_prev, a_t, c_t, m_t @ flat0[i], flat_t[i])
+        means.append(mean)
+    return torch.stack(means).reshape(x_t.shape), cov
+
+
+@pytest.mark.parametrize("name", ["pink", "offset", "kronecker"])
+def test_fixed_covariance_posterior_is_the_kalman_update(name):
+    example = EXAMPLES[name]
+    process = nj.ForwardProcess(SCHEDULE, example.build())
+    event, t = example.exact, 40
+    x0 = torch.randn(2, *event, dtype=F64, generator=torch.Generator().manual_seed(0))
+    x_t, _ = process.q_sample(x0, t, generator=torch.Generator().manual_seed(1))
+    m_prev, c_prev = process.moments(event, t - 1)
+    m_t, c_t = process.moments(event, t)
+    a_t = math.sqrt(float(SCHEDULE.alphas[t])) * torch.eye(c_t.shape[0], dtype=F64)
+    mean_ref, cov_ref = kalman_reference(m_prev, c_prev, a_t, m_t, c_t, x0, x_t)
+    mean, variance = process.q_posterior(x0, x_t, t)
+    torch.testing.assert_close(mean, mean_ref, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(variance * process.noise.covariance(event), cov_ref)
+
+
+@pytest.mark.parametrize("name", ["mixture", "mixture-diagonal", "mixture-offset", "linear"])
+def test_time_varying_posterior_is_the_kalman_update(name):
+    process = TIME_VARYING[name]()
+    event, t = (2, 4, 4), 17
+    x0 = torch.randn(3, *event, dtype=F64, generator=torch.Generator().manual_seed(0))
+    x_t, _ = process.q_sample(x0, t, generator=torch.Generator().manual_seed(1))
+    m_prev, c_prev = process.moments(event, t - 1)
+    m_t, c_t = process.moments(event, t)
+    d = c_t.shape[0]
+    if name == "linear":
+        a_t = process.A(t, torch.eye(d, dtype=F64).reshape(d, *event)).reshape(d, d).T
+    else:
+        a_t = math.sqrt(float(SCHEDULE.alphas[t])) * torch.eye(d, dtype=F64)
+    mean_ref, cov_ref = kalman_reference(m_prev, c_prev, a_t, m_t, c_t, x0, x_t)
+    mean, cov = process.q_posterior(x0, x_t, t)
+    torch.testing.assert_close(mean, mean_ref, rtol=1e-9, atol=1e-10)
+    cov = torch.diag(cov.flatten()) if cov.shape == event else cov
+    torch.testing.assert_close(cov, cov_ref, rtol=1e-8, atol=1e-12)
+
+
+def test_blurring_posterior_is_the_kalman_update():
+    process = BlurringProcess(SCHEDULE)
+    event, t = (1, 4, 4), 60
+    x0 = torch.randn(2, *event, dtype=F64, generator=torch.Generator().manual_seed(0))
+    x_t, _ = process.q_sample(x0, t, generator=torch.Generator().manual_seed(1))
+    m_prev, c_prev = process.moments(event, t - 1)
+    m_t, c_t = process.moments(event, t)
+    a_t = m_t @ torch.linalg.inv(m_prev)  # A_t = M_t M_(t-1)^-1 (all diagonal in the DCT)
+    mean_ref, cov_ref = kalman_reference(m_prev, c_prev, a_t, m_t, c_t, x0, x_t)
+    mean, mode_variance = process.q_posterior(x0, x_t, t)
+    torch.testing.assert_close(mean, mean_ref, rtol=1e-9, atol=1e-10)
+    basis = torch.kron(*(nj.processes.blurring.dct_matrix(4),) * 2)
+    torch.testing.assert_close(basis.T @ torch.diag(mode_variance.flatten()) @ basis, cov_ref)
+
+
+def test_posterior_at_the_first_step_is_the_data():
+    x0 = torch.randn(2, 2, 4, 4, dtype=F64)
+    for process in (mixture(), BlurringProcess(SCHEDULE), linear_chain()):
+        mean, cov = process.q_posterior(x0, x0 + 1, 0)
+        assert torch.equal(mean, x0) and not cov.any()
+
+
+def test_per_element_q_sample_returns_consistent_noise_and_keeps_inputs():
+    process = nj.ForwardProcess(SCHEDULE, get_noise("pink"))
+    x0 = torch.randn(2, 3, 8, 8)
+    before = x0.clone()
+    t = torch.tensor([0, 10, 500, 999]).repeat(2, 3, 8, 2)
+    x_t, noise = process.q_sample(x0, t, generator=torch.Generator().manual_seed(0))
+    signal, sigma = SCHEDULE.marginal(t, "cpu", torch.float32)
+    torch.testing.assert_close(x_t, signal * x0 + sigma * noise)
+    assert torch.equal(x0, before)
+
+
+def test_per_frame_steps_broadcast():
+    """One step per frame (diffusion forcing): t of shape (B, F, 1, 1, 1)."""
+    process = nj.ForwardProcess(SCHEDULE, get_noise("frames-progressive", rho=0.9, axis=0))
+    x0 = torch.zeros(2, 4, 1, 3, 3, dtype=F64)
+    t = torch.tensor([[3, 5, 5, 9], [0, 0, 1, 1]]).reshape(2, 4, 1, 1, 1)
+    assert process.plan(t, x0.shape).draws == 5  # distinct steps over the batch: 0 1 3 5 9
+    x_t, _ = process.q_sample(x0, t)
+    assert x_t.shape == x0.shape
+
+
+def test_forced_chain_is_the_chain():
+    process = nj.ForwardProcess(SCHEDULE, get_noise("pink"), path="chain")
+    x0 = torch.randn(2, 1, 8, 8)
+    x_t, noise = process.q_sample(x0, 30, generator=torch.Generator().manual_seed(3))
+    chain = process.q_sample_loop(x0, 30, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(x_t, chain)
+
+
+def test_blurring_refuses_a_schedule_whose_snr_rises():
+    sigmas = torch.linspace(0, 10, T)
+    sigmas[500] = 2.0  # un-blurs for one step
+    with pytest.raises(ValueError, match=r"invalid blur schedule.*SNR of DCT mode .* rises"):
+        BlurringProcess(SCHEDULE, blur_sigmas=sigmas).q_sample(torch.zeros(1, 1, 8, 8), 3)
+    with pytest.raises(ValueError, match="min_scale must be in"):
+        BlurringProcess(SCHEDULE, min_scale=0.0)
+    with pytest.raises(ValueError, match="two spatial axes"):
+        BlurringProcess(SCHEDULE).q_sample(torch.zeros(2, 8), 3)
+
+
+def test_mixture_and_linear_chain_refuse_bad_input():
+    with pytest.raises(ValueError, match=r"weights must have shape \(T, K\)"):
+        MixtureProcess(SCHEDULE, [get_noise("pink")], torch.ones(T, 2))
+    with pytest.raises(ValueError, match=">= 0"):
+        MixtureProcess(SCHEDULE, [get_noise("pink")], -torch.ones(T, 1))
+    with pytest.raises(TypeError, match="callables"):
+        LinearGaussianChain(10, "A", "B")
+    with pytest.raises(ValueError, match="one step per sample, not per element"):
+        mixture().q_sample(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4, dtype=torch.long))
+
+
+BAD_PROCESS_CALLS = [
+    ("spectral", (2, 3, 32, 32), 5, None, r"spectrum is \(8, 8\)"),
+    ("frames-mixed", (2, 8, 8), 5, None, None),
+    ("pink", (2, 3, 8, 8), torch.zeros(2, 3, 8, 7, dtype=torch.long), None, "broadcast"),
+    ("pink", (2, 3, 8, 8), torch.zeros(2, 1, 8, 8, dtype=torch.long), "noise", "noise= cannot"),
+]
+
+
+@pytest.mark.parametrize(("name", "shape", "t", "noise", "message"), BAD_PROCESS_CALLS)
+def test_q_sample_refuses_mismatches(name, shape, t, noise, message):
+    family = EXAMPLES[name].build()
+    if name == "frames-mixed":
+        family, message = get_noise("frames-mixed", rho=0.5, axis=3), "frame axis 3 does not exist"
+    process = nj.ForwardProcess(SCHEDULE, family)
+    x0 = torch.zeros(shape)
+    if isinstance(t, torch.Tensor) and noise:
+        t = t.clone()
+        t[0, 0, 0, 0] = 7
+    with pytest.raises(ValueError, match=message):
+        process.q_sample(x0, t, noise=torch.zeros(shape) if noise else None)
+
+
+def test_per_element_posterior_with_correlated_noise_is_refused_clearly():
+    process = nj.ForwardProcess(SCHEDULE, get_noise("pink"))
+    x0 = torch.zeros(1, 1, 4, 4)
+    t = torch.arange(16).reshape(1, 1, 4, 4) + 1
+    with pytest.raises(ValueError, match="per-element steps needs isotropic or diagonal"):
+        process.q_posterior(x0, x0, t)
