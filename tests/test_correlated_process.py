@@ -236,3 +236,19 @@ def test_per_element_posterior_with_correlated_noise_is_refused_clearly():
     t = torch.arange(16).reshape(1, 1, 4, 4) + 1
     with pytest.raises(ValueError, match="per-element steps needs isotropic or diagonal"):
         process.q_posterior(x0, x0, t)
+
+
+def test_time_varying_per_sample_steps_match_one_step_at_a_time():
+    x0 = torch.randn(3, 2, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([5, 17, 29])
+    for name in ("mixture", "blurring", "linear"):
+        process = TIME_VARYING[name]()
+        zeros = torch.zeros(process.white_shape(x0.shape), dtype=F64)
+        mean = process._closed(x0, t.reshape(3, 1, 1, 1), lambda k: zeros)  # noqa: B023
+        chain = process._chain(x0, t.reshape(3, 1, 1, 1), lambda k: zeros)  # noqa: B023
+        for i in range(3):
+            x0_i, zeros_i = x0[i : i + 1], zeros[i : i + 1]
+            closed_i = process._closed(x0_i, int(t[i]), lambda k: zeros_i)  # noqa: B023
+            chain_i = process._chain(x0_i, int(t[i]), lambda k: zeros_i)  # noqa: B023
+            torch.testing.assert_close(mean[i], closed_i[0])
+            torch.testing.assert_close(chain[i], chain_i[0])

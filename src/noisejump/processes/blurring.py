@@ -116,18 +116,30 @@ class BlurringProcess(TimeVaryingProcess):
         self._cache[key] = tables
         return tables
 
+    def _on(self, name, table, like):
+        """A cached copy of a float64 table on like's device and dtype."""
+        key = (name, like.device, like.dtype)
+        if key not in self._cache:
+            self._cache[key] = table.to(device=like.device, dtype=like.dtype)
+        return self._cache[key]
+
     def _dct(self, x, inverse=False):
         height, width = x.shape[-2:]
-        u_h = dct_matrix(height).to(device=x.device, dtype=x.dtype)
-        u_w = dct_matrix(width).to(device=x.device, dtype=x.dtype)
+        u_h = self._on(("dct", height), dct_matrix(height), x)
+        u_w = self._on(("dct", width), dct_matrix(width), x)
         if inverse:
             return u_h.T @ x @ u_w
         return u_h @ x @ u_w.T
 
     def _closed(self, x0, t, draw):
         cd = x0.dtype if x0.dtype == F64 else torch.float32
-        a, _, _ = self._tables(*x0.shape[-2:])
-        a_t = a.to(device=x0.device, dtype=cd)[t]
+        height, width = x0.shape[-2:]
+        a, _, _ = self._tables(height, width)
+        if isinstance(t, torch.Tensor) and t.dim() > 0:  # (B, 1, .., 1): one step per sample
+            a_t = a[t.flatten().cpu()].reshape(len(t), *[1] * (x0.dim() - 3), height, width)
+        else:
+            a_t = a[int(t)]
+        a_t = a_t.to(device=x0.device, dtype=cd)
         sigma = self.schedule.table("sigma", x0.device, cd)[t]
         return self._dct(a_t * self._dct(x0.to(cd)), inverse=True) + sigma * draw(0)
 

@@ -78,8 +78,12 @@ class LinearGaussianChain(TimeVaryingProcess):
 
     def _closed(self, x0, t, draw):
         event = tuple(x0.shape[1:])
-        if isinstance(t, torch.Tensor) and t.dim() > 0:
-            rows = [self._closed(x0[i : i + 1], int(t[i]), draw) for i in range(len(x0))]
+        if isinstance(t, torch.Tensor) and t.dim() > 0:  # one step per sample: row by row
+            white = draw(0)
+            rows = [
+                self._closed(x0[i : i + 1], int(t[i]), lambda j, i=i: white[i : i + 1])
+                for i in range(len(x0))
+            ]
             return torch.cat(rows)
         t = int(t)
         self.moments(event, t)
