@@ -1,10 +1,11 @@
 """What the time-varying processes share: sampling glue around a closed form and a chain.
 
-A subclass gives ``white_shape(shape)`` (white noise per draw), ``_closed(x0, t, draw)``
-(x_t from white draws; the plan says how many), ``_chain_step(x, k, white)`` (one step of
-x_k = A_k x_(k-1) + B_k e_k), ``moments(event_shape, t)`` (dense M_t, C_t of
-q(x_t | x0) = N(M_t x0, C_t), small shapes only) and ``_plan(t, shape)``. Steps are discrete
-(a table per step): an int, a 0-d tensor or one step per sample.
+A subclass gives ``white_shape(shape)`` (white noise per draw), ``_closed_parts(x0, t,
+draw)`` (the mean M_t x0 and the noise term of x_t, from white draws),
+``_chain_step(x, k, white)`` (one step of x_k = A_k x_(k-1) + B_k e_k),
+``moments(event_shape, t)`` (dense M_t, C_t of q(x_t | x0) = N(M_t x0, C_t), small shapes
+only) and ``_plan(t, shape)``. Steps are discrete (a table per step): an int, a 0-d tensor
+or one step per sample.
 """
 
 from __future__ import annotations
@@ -29,8 +30,13 @@ class TimeVaryingProcess:
     def check_event(self, event_shape) -> None:
         """Raise ValueError when the process cannot act on samples of ``event_shape``."""
 
-    def _closed(self, x0, t, draw):
+    def _closed_parts(self, x0, t, draw):
+        """(M_t x0, noise term) of the closed form, in the compute dtype."""
         raise NotImplementedError
+
+    def _closed(self, x0, t, draw):
+        mean, noise = self._closed_parts(x0, t, draw)
+        return mean + noise
 
     def _chain_step(self, x, k: int, white):
         raise NotImplementedError
@@ -66,11 +72,13 @@ class TimeVaryingProcess:
         plan = self.plan(t, tuple(x0.shape))
         if plan.path == "chain":
             x_t = self._chain(x0, t, draw)
+            zeros = torch.zeros(self.white_shape(x0.shape), device=x0.device, dtype=x_t.dtype)
+            mean, _ = self._closed_parts(x0, t, lambda k: zeros)
+            noise = x_t - mean
         else:
-            x_t = self._closed(x0, t, draw)
-        zeros = torch.zeros(self.white_shape(tuple(x0.shape)), device=x0.device, dtype=x_t.dtype)
-        mean = self._closed(x0, t, lambda k: zeros)
-        return x_t.to(x0.dtype), (x_t - mean).to(x0.dtype)
+            mean, noise = self._closed_parts(x0, t, draw)
+            x_t = mean + noise
+        return x_t.to(x0.dtype), noise.to(x0.dtype)
 
     def q_sample_loop(self, x0, t, generator=None):
         """x_t by walking the chain step by step: O(t), the reference."""

@@ -131,7 +131,7 @@ class BlurringProcess(TimeVaryingProcess):
             return u_h.T @ x @ u_w
         return u_h @ x @ u_w.T
 
-    def _closed(self, x0, t, draw):
+    def _closed_parts(self, x0, t, draw):
         cd = x0.dtype if x0.dtype == F64 else torch.float32
         height, width = x0.shape[-2:]
         a, _, _ = self._tables(height, width)
@@ -141,7 +141,8 @@ class BlurringProcess(TimeVaryingProcess):
             a_t = a[int(t)]
         a_t = a_t.to(device=x0.device, dtype=cd)
         sigma = self.schedule.table("sigma", x0.device, cd)[t]
-        return self._dct(a_t * self._dct(x0.to(cd)), inverse=True) + sigma * draw(0)
+        # U(sigma_t e) has the law of sigma_t e (U orthonormal): no transform for the noise
+        return self._dct(a_t * self._dct(x0.to(cd)), inverse=True), sigma * draw(0)
 
     def _chain_step(self, x, k, white):
         _, r, root_q = self._tables(*x.shape[-2:])

@@ -76,23 +76,23 @@ class LinearGaussianChain(TimeVaryingProcess):
         d = math.prod(event_shape)
         return d <= MAX_DENSE_D and self.memory_estimate(d) < MAX_DENSE_BYTES
 
-    def _closed(self, x0, t, draw):
+    def _closed_parts(self, x0, t, draw):
         event = tuple(x0.shape[1:])
         if isinstance(t, torch.Tensor) and t.dim() > 0:  # one step per sample: row by row
             white = draw(0)
             rows = [
-                self._closed(x0[i : i + 1], int(t[i]), lambda j, i=i: white[i : i + 1])
+                self._closed_parts(x0[i : i + 1], int(t[i]), lambda j, i=i: white[i : i + 1])
                 for i in range(len(x0))
             ]
-            return torch.cat(rows)
+            return torch.cat([m for m, _ in rows]), torch.cat([e for _, e in rows])
         t = int(t)
         self.moments(event, t)
         mean_op, _, factor = self._cache[(event, t)]
         cd = x0.dtype if x0.dtype == F64 else torch.float32
         flat = x0.reshape(len(x0), -1).to(cd)
         white = draw(0).reshape(len(x0), -1).to(cd)
-        x = flat @ mean_op.to(x0.device, cd).T + white @ factor.to(x0.device, cd).T
-        return x.reshape(x0.shape)
+        mean = flat @ mean_op.to(x0.device, cd).T
+        return mean.reshape(x0.shape), (white @ factor.to(x0.device, cd).T).reshape(x0.shape)
 
     def _plan(self, t, shape):
         if shape is None:

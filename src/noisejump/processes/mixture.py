@@ -92,14 +92,15 @@ class MixtureProcess(TimeVaryingProcess):
         values = table.to(like.device)[t]  # (K,) or (B, 1, .., 1, K)
         return values.movedim(-1, 0).to(like.dtype)
 
-    def _closed(self, x0, t, draw):
+    def _closed_parts(self, x0, t, draw):
         cd = x0.dtype if x0.dtype == F64 else torch.float32
         signal = self.schedule.table("signal", x0.device, cd)[t]
-        x = signal * x0.to(cd)
-        c_t = self._coefficient(self.c.sqrt(), t, x)
+        mean = signal * x0.to(cd)
+        c_t = self._coefficient(self.c.sqrt(), t, mean)
+        total = 0
         for root_c, noise in zip(c_t, self._noises(draw(0), tuple(x0.shape)), strict=True):
-            x = x + root_c * noise
-        return x
+            total = total + root_c * noise
+        return mean, total
 
     def _chain_step(self, x, k, white):
         root_w = self.weights[k].sqrt().tolist()
