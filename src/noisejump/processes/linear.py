@@ -120,9 +120,6 @@ class LinearGaussianChain(TimeVaryingProcess):
             f"limit {MAX_DENSE_D}; estimate {memory / 2**20:.3g} MiB, limit 1 GiB)",
             "O(t) steps of A_k and B_k",
             last + 1,
-            None,
-            None,
-            memory,
         )
 
     def q_posterior(self, x0, x_t, t: int):

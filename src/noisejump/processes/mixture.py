@@ -115,7 +115,8 @@ class MixtureProcess(TimeVaryingProcess):
         posterior = (
             "per element (all atoms diagonal)"
             if self.diagonal
-            else "a dense d x d solve (atoms without a shared eigenbasis), small d only"
+            else "a dense d x d solve, small d only (only all-diagonal atoms are solved per "
+            "element; a shared FFT basis is not used yet)"
         )
         return Plan(
             "mixture",
