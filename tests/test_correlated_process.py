@@ -230,12 +230,57 @@ def test_q_sample_refuses_mismatches(name, shape, t, noise, message):
         process.q_sample(x0, t, noise=torch.zeros(shape) if noise else None)
 
 
-def test_per_element_posterior_with_correlated_noise_is_refused_clearly():
+def chain_jacobian(process, t, event, steps):
+    """J (steps * m, d): x_t of the per-element chain when step k's white noise is a basis
+    vector, row block k; the same white inputs for every t, so Cov(x_a, x_b) = J_a^T J_b."""
+    white = process.white_shape((1, *event))[1:]
+    m = math.prod(white)
+    n = steps * m
+
+    def draw(k):
+        e = torch.zeros(n, m, dtype=F64)
+        e[k * m : (k + 1) * m] = torch.eye(m, dtype=F64)
+        return e.reshape(n, *white)
+
+    return process._chain(torch.zeros(n, *event, dtype=F64), t, draw).reshape(n, -1)
+
+
+def test_per_element_posterior_with_correlated_noise_conditions_the_chain():
     process = nj.ForwardProcess(SCHEDULE, get_noise("pink"))
-    x0 = torch.zeros(1, 1, 4, 4)
-    t = torch.arange(16).reshape(1, 1, 4, 4) + 1
-    with pytest.raises(ValueError, match="per-element steps needs isotropic or diagonal"):
-        process.q_posterior(x0, x0, t)
+    event = (1, 4, 4)
+    t = torch.randint(1, 30, (1, *event), generator=torch.Generator().manual_seed(0))
+    t[0, 0, 0, 0] = 0  # an element already at x0's posterior
+    s = t - 1
+    x0 = torch.randn(2, *event, dtype=F64, generator=torch.Generator().manual_seed(1))
+    x_t, _ = process.q_sample(x0, t.expand(2, *event), generator=torch.Generator().manual_seed(2))
+    j_s = chain_jacobian(process, s.clamp(min=-1), event, 30)
+    j_t = chain_jacobian(process, t, event, 30)
+    root_s = SCHEDULE.table("log_alphas_cumprod_x0", "cpu")[s.flatten() + 1].div(2).exp()
+    root_t = SCHEDULE.table("log_alphas_cumprod_x0", "cpu")[t.flatten() + 1].div(2).exp()
+    mean, cov = process.q_posterior(x0, x_t, t.expand(2, *event))
+    # Gaussian conditioning with the chain's own covariances (J_a^T J_b), not the formula
+    cov_ss, cov_st, cov_tt = j_s.T @ j_s, j_s.T @ j_t, j_t.T @ j_t
+    for b in range(2):
+        residual = x_t[b].flatten() - root_t * x0[b].flatten()
+        mean_ref = root_s * x0[b].flatten() + cov_st @ torch.linalg.solve(cov_tt, residual)
+        cov_ref = cov_ss - cov_st @ torch.linalg.solve(cov_tt, cov_st.T)
+        torch.testing.assert_close(mean[b].flatten(), mean_ref, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(cov[b], cov_ref, rtol=1e-8, atol=1e-12)
+
+
+def test_per_element_dense_posterior_reduces_to_the_elementwise_one():
+    """A diagonal S given as a dense matrix takes the dense path; it must agree."""
+    v = torch.tensor([0.5, 1.0, 2.0, 3.0]).repeat(4).reshape(1, 4, 4)
+    as_dense = nj.ForwardProcess(SCHEDULE, get_noise("dense", cov=torch.diag(v.flatten())))
+    as_diagonal = nj.ForwardProcess(SCHEDULE, get_noise("diagonal", variance=v))
+    t = torch.randint(1, 900, (2, 1, 4, 4), generator=torch.Generator().manual_seed(0))
+    x0 = torch.randn(2, 1, 4, 4, dtype=F64)
+    x_t = torch.randn(2, 1, 4, 4, dtype=F64)
+    mean, cov = as_dense.q_posterior(x0, x_t, t)
+    mean_ref, variance = as_diagonal.q_posterior(x0, x_t, t)
+    torch.testing.assert_close(mean, mean_ref)
+    for b in range(2):
+        torch.testing.assert_close(cov[b], torch.diag((variance[b] * v).flatten()))
 
 
 def test_time_varying_per_sample_steps_match_one_step_at_a_time():

@@ -26,6 +26,7 @@ import math
 
 import torch
 
+from . import per_element
 from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
 from .plan import Plan, check_path
@@ -219,21 +220,15 @@ class ForwardProcess:
     def moments(self, event_shape, t):
         """(M_t, C_t) of q(x_t | x0) = N(M_t x0, C_t) for one sample, dense float64, from the
         analytic covariance S of the family: M_t = signal_t I, C_t = sigma_t^2 S; for
-        per-element t (event-shaped), M_t = diag(signal_ti) and
-        C_ij = sqrt(abar_ti abar_tj) (1/abar_min(ti,tj) - 1) S_ij, abar_min(ti,tj) meaning
-        abar at step min(ti, tj)."""
+        per-element t (event-shaped), M_t = diag(signal_ti) and C_ij = K(ti, tj) S_ij with
+        K(a, b) = sqrt(abar_a abar_b) (1/abar_min(a,b) - 1) (``per_element.kernel``)."""
         event_shape = tuple(event_shape)
-        cov = self.noise.covariance(event_shape)
-        log_abar = self.schedule.table("log_alphas_cumprod_x0", "cpu")[1:]
         t = torch.as_tensor(t).long().cpu()
         if t.dim() == len(event_shape) + 1:  # a batch-first step tensor of one sample
             t = t[0]
-        t = t.expand(event_shape).flatten()
-        abar = log_abar[t].exp()
-        root = abar.sqrt()
-        # abar at the earlier step min(ti, tj) is the larger abar
-        abar_first = torch.maximum(abar[:, None], abar[None, :])
-        return torch.diag(root), torch.outer(root, root) * (1 / abar_first - 1) * cov
+        log_abar = per_element.log_alphas_cumprod(self.schedule, t.expand(event_shape).flatten())
+        cov = per_element.kernel(log_abar, log_abar) * self.noise.covariance(event_shape)
+        return torch.diag(torch.exp(log_abar / 2)), cov
 
     # ---- the plan --------------------------------------------------------------------------
 
@@ -311,14 +306,20 @@ class ForwardProcess:
         (Ho et al. 2020, eq. 6-7; Kingma et al. 2021, eq. 26 for any s < t). At t = 0 the
         target is x0 itself: (x0, 0). Returns the mean in x_t's dtype and the variance as a
         float32 (float64) tensor that broadcasts against x_t.
+
+        Per-element steps with correlated noise: the posterior covariance is not a multiple
+        of S; returns (mean, cov) with cov the dense (B, d, d) float64 covariance of each
+        sample, by Gaussian conditioning (``per_element.posterior``, d <= 2048).
         """
         _check_sample(x0, "x0")
         _check_sample(x_t, "x_t")
         _check_pair(x0, x_t, "x0", "x_t")
+        self.noise.check_shape(tuple(x_t.shape[1:]))
         t = self._steps(t, x_t)
         s = t - 1 if s is None else self._steps(s, x_t, name="s", lowest=-1)
-        self._require_elementwise("q_posterior", s, t)
         self._check_order(s, t, x_t.device, strict=True)
+        if not self._elementwise(s, t):
+            return per_element.posterior(self.schedule, self.noise, x0, x_t, s, t)
         device, transition = x_t.device, self.schedule.transition
         alpha_ts, sigma2_ts = transition(s, t, device)
         signal_s, sigma2_s = transition(-1, s, device)
@@ -367,15 +368,18 @@ class ForwardProcess:
     def _steps(self, t, like, name="t", lowest=0):
         return self.schedule.steps(t, like, name=name, lowest=lowest, validate=self.validate)
 
-    def _require_elementwise(self, what, *steps):
+    def _elementwise(self, *steps) -> bool:
         """Per-element steps are elementwise formulas only for diagonal S."""
-        if any(_is_per_element(k) for k in steps) and not (
+        return not any(_is_per_element(k) for k in steps) or (
             self.noise.is_isotropic or self.noise.eigenbasis == "identity"
-        ):
+        )
+
+    def _require_elementwise(self, what, *steps):
+        if not self._elementwise(*steps):
             raise ValueError(
                 f"{what} with per-element steps needs isotropic or diagonal noise, got "
                 f"{self.noise!r}: with correlated noise the per-element law is not a multiple "
-                "of S (use q_sample, which samples it exactly)"
+                "of S (q_sample samples it exactly; q_posterior conditions densely)"
             )
 
     def _check_order(self, s, t, device, *, strict: bool):
