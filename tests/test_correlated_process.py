@@ -131,7 +131,11 @@ def test_time_varying_posterior_is_the_kalman_update(name):
     mean_ref, cov_ref = kalman_reference(m_prev, c_prev, a_t, m_t, c_t, x0, x_t)
     mean, cov = process.q_posterior(x0, x_t, t)
     torch.testing.assert_close(mean, mean_ref, rtol=1e-9, atol=1e-10)
-    cov = torch.diag(cov.flatten()) if cov.shape == event else cov
+    basis = getattr(process, "basis", None)
+    if basis == "identity":
+        cov = torch.diag(cov.flatten())
+    elif basis == "fft":  # per-frequency variances: S = F^H diag(cov) F per channel
+        cov = get_noise("spectral", power=cov, normalize=False).covariance(event)
     torch.testing.assert_close(cov, cov_ref, rtol=1e-8, atol=1e-12)
 
 

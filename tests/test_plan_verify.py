@@ -48,7 +48,9 @@ def test_time_varying_plans():
     weights = torch.stack([torch.ones(steps), torch.linspace(0, 1, steps)], 1)
     mixture = MixtureProcess(SCHEDULE, [get_noise("isotropic"), get_noise("pink")], weights)
     assert mixture.plan(10, (2, 1, 8, 8)).path == "mixture"
-    assert "dense d x d solve" in mixture.plan(10).reason
+    assert "per frequency" in mixture.plan(10).reason
+    mixed_bases = MixtureProcess(SCHEDULE, [get_noise("offset"), get_noise("pink")], weights)
+    assert "dense d x d solve" in mixed_bases.plan(10).reason
     assert BlurringProcess(SCHEDULE).plan(10, (2, 1, 8, 8)).path == "per-mode"
     chain = LinearGaussianChain(50, lambda k, x: 0.9 * x, lambda k, e: 0.1 * e)
     small = chain.plan(10, (2, 4, 8, 8))

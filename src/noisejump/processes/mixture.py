@@ -9,8 +9,8 @@ of fixed atoms").
 so C_t = sum_k c_k(t) S_k: still a closed form, O(K) applications. The posterior
 q(x_(t-1) | x_t, x0) is the Kalman update with C_(t-1), a = sqrt(alpha_t), C_t:
 K = a C_(t-1) C_t^-1, mean = signal_(t-1) x0 + K (x_t - signal_t x0),
-cov = C_(t-1) - a K C_(t-1); it needs C_t^-1: per element when every atom is diagonal, a
-dense solve otherwise (small d).
+cov = C_(t-1) - a K C_(t-1); it needs C_t^-1: per element when every atom is diagonal, per
+frequency when every atom is stationary (FFT basis), a dense solve otherwise (small d).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ..noise import NoiseFamily, Sum
+from ..noise import NoiseFamily, Stationary, Sum
 from ..plan import Plan
 from ..schedules import Schedule
 from .base import F64, TimeVaryingProcess
@@ -63,7 +63,12 @@ class MixtureProcess(TimeVaryingProcess):
             previous = alphas[k] * previous + betas[k] * weights[k]
             c[k] = previous
         self.c = c
-        self.diagonal = all(a.is_isotropic or a.eigenbasis == "identity" for a in atoms)
+        if all(a.is_isotropic or a.eigenbasis == "identity" for a in atoms):
+            self.basis = "identity"  # every S_k diagonal: the posterior is per element
+        elif all(a.is_isotropic or isinstance(a, Stationary) for a in atoms):
+            self.basis = "fft"  # every S_k circulant: the posterior is per frequency
+        else:
+            self.basis = None
 
     def __repr__(self):
         return f"MixtureProcess({self.schedule!r}, atoms={self.atoms!r})"
@@ -112,12 +117,11 @@ class MixtureProcess(TimeVaryingProcess):
 
     def _plan(self, t, shape):
         k = len(self.atoms)
-        posterior = (
-            "per element (all atoms diagonal)"
-            if self.diagonal
-            else "a dense d x d solve, small d only (only all-diagonal atoms are solved per "
-            "element; a shared FFT basis is not used yet)"
-        )
+        posterior = {
+            "identity": "per element (all atoms diagonal)",
+            "fft": "per frequency (all atoms stationary: a shared FFT basis)",
+            None: "a dense d x d solve, small d only (the atoms share no eigenbasis)",
+        }[self.basis]
         return Plan(
             "mixture",
             f"mixture of {k} fixed atoms, C_t = sum_k c_k(t) S_k",
@@ -142,8 +146,9 @@ class MixtureProcess(TimeVaryingProcess):
         """Mean and covariance of q(x_(t-1) | x_t, x0) for one int step t (module docstring).
 
         Returns (mean in x_t's dtype, cov): cov is event-shaped per-element variances when
-        every atom is diagonal, else the dense (d, d) float64 matrix (d <= 2048). At t = 0
-        the target is x0: (x0, 0).
+        every atom is diagonal; the (H, W) per-frequency variances when every atom is
+        stationary (the covariance is F^H diag(cov) F per channel, F the unitary 2-D DFT);
+        else the dense (d, d) float64 matrix (d <= 2048). At t = 0 the target is x0: (x0, 0).
         """
         t = self._steps(t, None)
         if not isinstance(t, int):
@@ -156,7 +161,22 @@ class MixtureProcess(TimeVaryingProcess):
         a = math.sqrt(float(self.schedule.alphas[t]))
         residual = x_t.to(F64) - float(signal[t]) * x0.to(F64)  # x_t - E[x_t | x0]
         prior_mean = float(signal[t - 1]) * x0.to(F64)
-        if self.diagonal:
+        if self.basis == "fft":
+            height, width = event[-2:]
+            spectra = [
+                torch.ones(height, width, dtype=F64)
+                if atom.is_isotropic
+                else atom.power_spectrum(height, width)
+                for atom in self.atoms
+            ]
+            c_prev = sum(float(self.c[t - 1, j]) * p for j, p in enumerate(spectra))
+            c_t = sum(float(self.c[t, j]) * p for j, p in enumerate(spectra))
+            gain = a * c_prev / c_t
+            update = torch.fft.irfft2(
+                gain[:, : width // 2 + 1] * torch.fft.rfft2(residual), s=(height, width)
+            )
+            return (prior_mean + update).to(x_t.dtype), c_prev - a * gain * c_prev
+        if self.basis == "identity":
             var = [atom.variance(event) for atom in self.atoms]
             c_prev = sum(float(self.c[t - 1, j]) * v for j, v in enumerate(var))
             c_t = sum(float(self.c[t, j]) * v for j, v in enumerate(var))
