@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import noisejump as nj
+from noisejump import stats
 from noisejump.noise import available, get_noise
 from noisejump.noise.examples import EXAMPLES
 from noisejump.processes import BlurringProcess, LinearGaussianChain, MixtureProcess
@@ -301,3 +302,30 @@ def test_time_varying_per_sample_steps_match_one_step_at_a_time():
             chain_i = process._chain(x0_i, int(t[i]), lambda k: zeros_i)  # noqa: B023
             torch.testing.assert_close(mean[i], closed_i[0])
             torch.testing.assert_close(chain[i], chain_i[0])
+
+
+def test_jump_between_steps_with_correlated_noise():
+    pink = get_noise("pink")
+    process = nj.ForwardProcess(SCHEDULE, pink)
+    x_s = torch.randn(2, 1, 8, 8, dtype=F64)
+    noise = pink.sample((2, 1, 8, 8), dtype=F64)
+    x_t, returned = process.q_sample_from(x_s, 10, 50, noise=noise)
+    alpha, sigma2 = SCHEDULE.transition(10, 50, "cpu")
+    torch.testing.assert_close(x_t, alpha * x_s + sigma2.sqrt() * noise)
+    assert torch.equal(returned, noise)
+
+
+def test_trajectory_with_correlated_noise_ends_in_the_marginal_law():
+    """Seeded; false-alarm rate 1e-3 over 4 p-values; negative control: variance x 1.05."""
+    process = nj.ForwardProcess(SCHEDULE, get_noise("pink"))
+    event, n = (1, 8, 8), 600
+    x0 = torch.randn(1, *event, dtype=F64, generator=torch.Generator().manual_seed(0))
+    paths = process.trajectory(
+        x0.expand(n, *event), [10, 200], generator=torch.Generator().manual_seed(1)
+    )
+    m_t, c_t = process.moments(event, 200)
+    mean = (m_t @ x0.flatten()).expand(n, -1)
+    last = paths[-1].reshape(n, -1)
+    assert min(stats.gaussian_pvalues(last, mean, c_t).values()) > 1e-3 / 4
+    wider = mean + (last - mean) * math.sqrt(1.05)
+    assert min(stats.gaussian_pvalues(wider, mean, c_t).values()) < 1e-3 / 4

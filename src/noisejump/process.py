@@ -23,6 +23,7 @@ is that variance times S. ``plan(t)`` says which path ``q_sample`` takes and why
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -199,6 +200,24 @@ class ForwardProcess:
         cd = _compute_dtype(x.dtype)
         buffer = torch.empty(self.noise.white_shape(tuple(x.shape)), device=x.device, dtype=cd)
         return lambda k: torch.randn(buffer.shape, generator=generator, out=buffer)
+
+    def trajectory(self, x0, steps: Sequence[int] | torch.Tensor, generator=None):
+        """One sample path observed at increasing ``steps``, by successive exact jumps.
+
+        Returns a tensor of shape (len(steps), *x0.shape) in x0's dtype; the path is
+        carried in float32 (float64 for float64 x0) between jumps. O(len(steps)).
+        """
+        _check_sample(x0, "x0")
+        steps = [self._steps(int(k), x0, name="steps") for k in _int_list(steps, "steps")]
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"steps must be strictly increasing, got {steps}")
+        path = x0.new_empty((len(steps),) + tuple(x0.shape))
+        x, previous = x0.to(_compute_dtype(x0.dtype)), -1
+        for i, k in enumerate(steps):
+            x, _ = self.q_sample_from(x, previous, k, generator=generator)
+            path[i] = x
+            previous = k
+        return path
 
     # ---- what verify and the plan use --------------------------------------------------
 
