@@ -127,4 +127,16 @@ def test_cli_verify_lists_and_checks(capsys):
     assert main(["verify", "--noise", "frames-mixed", "--per-element", "--n", "50"]) == 0
     assert "verdict: PASS" in capsys.readouterr().out
     assert main(["verify", "--noise", "pink", "--alpha", "2"]) == 2
-    assert "--alpha must be in (0, 1)" in capsys.readouterr().err
+    assert "alpha must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_verify_refuses_bad_arguments():
+    process = nj.ForwardProcess(SCHEDULE, "pink")
+    with pytest.raises(ValueError, match=r"t must be an int in \[0, 999\], got 5000"):
+        nj.verify(process, 5000)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        nj.verify(process, 10, alpha=0.0)
+    with pytest.raises(ValueError, match="two spatial axes"):
+        nj.verify(process, 10, exact_shape=(16,))
+    with pytest.raises(ValueError, match="per_element needs a ForwardProcess"):
+        nj.verify(BlurringProcess(SCHEDULE), 10, per_element=True)

@@ -120,6 +120,10 @@ def verify(
         alpha: the false-alarm rate of the whole statistical check.
     Returns a :class:`VerifyReport`; ``report.passed`` is the verdict.
     """
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < process.num_steps:
+        raise ValueError(f"verify: t must be an int in [0, {process.num_steps - 1}], got {t!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"verify: alpha must be in (0, 1), got {alpha!r}")
     generator = torch.Generator().manual_seed(seed)
     report = VerifyReport(repr(process), t, tuple(exact_shape), tuple(stat_shape), n, alpha)
 
@@ -137,18 +141,13 @@ def verify(
     event = tuple(exact_shape)
     t_exact = steps_for(event)
     white = process.white_shape((1, *event))[1:]
-    steps_exact = (
-        process._steps(t_exact, torch.zeros(1, *event, dtype=F64))
-        if isinstance(process, ForwardProcess)
-        else t_exact
-    )
-    closed_draws = process._plan(steps_exact, (1, *event)).draws
+    closed_draws = process._plan(t_exact, (1, *event)).draws
     last = int(torch.as_tensor(t_exact).max())
     m_closed, c_closed = _linear_moments(
-        lambda x0, draw: process._closed(x0, steps_exact, draw), event, white, closed_draws
+        lambda x0, draw: process._closed(x0, t_exact, draw), event, white, closed_draws
     )
     m_chain, c_chain = _linear_moments(
-        lambda x0, draw: process._chain(x0, steps_exact, draw), event, white, last + 1
+        lambda x0, draw: process._chain(x0, t_exact, draw), event, white, last + 1
     )
     m_law, c_law = process.moments(event, t_exact if per_element else t)
     report.exact_errors = {

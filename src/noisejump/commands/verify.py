@@ -74,8 +74,6 @@ def run(args) -> int:
                 f"statistical event {example.stat}"
             )
         return 0
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
     schedule = get_schedule(args.schedule)
     example = EXAMPLES[args.noise]
     if args.process == "forward":
