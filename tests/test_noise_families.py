@@ -173,3 +173,38 @@ def test_mismatched_event_shapes_are_refused(name, event, message):
         family.check_shape(event)
     with pytest.raises(ValueError, match=message):
         family.sample((2, *event))
+
+
+MORE_CONFIGURATIONS = [
+    (lambda: get_noise("pyramid", ratio=3.0, discount=0.5), (1, 7, 5)),
+    (lambda: get_noise("pyramid", levels=2, normalize=False), (2, 6, 6)),
+    (lambda: get_noise("frames-mixed", rho=0.3, axis=-1), (2, 3, 4)),
+    (lambda: get_noise("frames-progressive", rho=0.6, axis=1), (2, 5, 3)),
+    (lambda: get_noise("rbf", length_scale=0.7), (1, 5, 7)),
+    (lambda: get_noise("colored", alpha=2.5, normalize=False), (2, 3, 6)),
+    (lambda: get_noise("offset", strength=2.0, normalize=False), (3, 2, 3)),
+    (lambda: get_noise("dense", scale_tril=torch.tril(torch.ones(6, 6)) + torch.eye(6)), (2, 3)),
+    (
+        lambda: get_noise(
+            "kronecker",
+            space=get_noise("offset", strength=0.3),
+            frames=get_noise("frames-mixed", rho=0.5, axis=1),
+        ),
+        (2, 3, 2, 2),
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "event"), MORE_CONFIGURATIONS)
+def test_more_configurations_match_their_covariance(build, event):
+    family = build()
+    cov = family.covariance(event)
+    L = factor(family, event)
+    torch.testing.assert_close(L @ L.T, cov, rtol=0, atol=1e-10 * float(cov.abs().max()))
+
+
+def test_device_tables_follow_the_dtype():
+    pink = get_noise("pink")
+    single = pink.sample((2, 1, 8, 8), dtype=torch.float32)
+    double = pink.sample((2, 1, 8, 8), dtype=F64)
+    assert single.dtype == torch.float32 and double.dtype == F64

@@ -78,6 +78,15 @@ class NoiseFamily:
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.diagonal(self.covariance(tuple(event_shape))).reshape(event_shape)
 
+    def _on(self, key, like: torch.Tensor, build):
+        """The float64 table ``build()`` on like's device and dtype, cached: tables move
+        once per device and dtype, not on every call (DESIGN.md, section 2)."""
+        cache = self.__dict__.setdefault("_device_tables", {})
+        full_key = (key, like.device, like.dtype)
+        if full_key not in cache:
+            cache[full_key] = build().to(device=like.device, dtype=like.dtype)
+        return cache[full_key]
+
     def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         """Rough multiply-adds of one ``apply`` per sample (the plan's cost estimate)."""
         return float(math.prod(event_shape))
@@ -122,7 +131,3 @@ def as_float64(values, name: str, family: str) -> torch.Tensor:
     if not torch.isfinite(table).all():
         raise ValueError(f"{family}: {name} contains NaN or infinity")
     return table
-
-
-def to_like(table: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return table.to(device=like.device, dtype=like.dtype)

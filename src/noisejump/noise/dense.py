@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .base import NoiseFamily, as_float64, to_like
+from .base import NoiseFamily, as_float64
 
 
 class Dense(NoiseFamily):
@@ -58,7 +58,8 @@ class Dense(NoiseFamily):
 
     def apply(self, white, shape=None):
         flat = white.reshape(white.shape[0], -1)
-        return (flat @ to_like(self.scale_tril, white).T).reshape(white.shape)
+        scale_tril_t = self._on("scale_tril.T", white, lambda: self.scale_tril.T)
+        return (flat @ scale_tril_t).reshape(white.shape)
 
     def covariance(self, event_shape):
         self.check_shape(event_shape)

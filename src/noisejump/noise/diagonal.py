@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import NoiseFamily, as_float64, to_like
+from .base import NoiseFamily, as_float64
 
 
 class Diagonal(NoiseFamily):
@@ -44,7 +44,7 @@ class Diagonal(NoiseFamily):
             )
 
     def apply(self, white, shape=None):
-        return white * to_like(self._scale, white)
+        return white * self._on("scale", white, lambda: self._scale)
 
     def covariance(self, event_shape):
         return torch.diag(self.variance(event_shape).flatten())

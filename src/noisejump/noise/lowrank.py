@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .base import NoiseFamily, as_float64, to_like
+from .base import NoiseFamily, as_float64
 
 
 class LowRank(NoiseFamily):
@@ -54,9 +54,8 @@ class LowRank(NoiseFamily):
 
     def apply(self, white, shape=None):
         diagonal, factor = white.split([self.size, self.rank], dim=-1)
-        x = (
-            diagonal * to_like(self.cov_diag.sqrt(), white)
-            + factor @ to_like(self.cov_factor, white).T
+        x = diagonal * self._on("sqrt(cov_diag)", white, self.cov_diag.sqrt) + factor @ self._on(
+            "cov_factor.T", white, lambda: self.cov_factor.T
         )
         return x if shape is None else x.reshape(shape)
 

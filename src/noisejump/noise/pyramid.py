@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import F64, NoiseFamily, check_positive, to_like
+from .base import F64, NoiseFamily, check_positive
 
 
 def bilinear_matrix(size_out: int, size_in: int) -> torch.Tensor:
@@ -106,7 +106,8 @@ class Pyramid(NoiseFamily):
                 level = F.interpolate(level, size=(height, width), mode="bilinear")
             level = level * self.discount**k
             total = level if total is None else total + level
-        return (total / to_like(self._std(height, width), white)).reshape(shape)
+        std = self._on(("std", height, width), white, lambda: self._std(height, width))
+        return (total / std).reshape(shape)
 
     def covariance(self, event_shape):
         self.check_shape(event_shape)

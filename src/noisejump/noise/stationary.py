@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from .base import F64, NoiseFamily, as_float64, check_positive, to_like
+from .base import F64, NoiseFamily, as_float64, check_positive
 
 FLOOR = 1e-6
 
@@ -54,8 +54,12 @@ class Stationary(NoiseFamily):
 
     def apply(self, white, shape=None):
         height, width = white.shape[-2:]
-        amplitude = self.power_spectrum(height, width).sqrt()[:, : width // 2 + 1]
-        spectrum = torch.fft.rfft2(white) * to_like(amplitude, white)
+        amplitude = self._on(
+            ("amplitude", height, width),
+            white,
+            lambda: self.power_spectrum(height, width).sqrt()[:, : width // 2 + 1],
+        )
+        spectrum = torch.fft.rfft2(white) * amplitude
         return torch.fft.irfft2(spectrum, s=(height, width))
 
     def covariance(self, event_shape):
