@@ -14,7 +14,8 @@ class LowRank(NoiseFamily):
 
     Args:
         cov_factor: W, (d, r).
-        cov_diag: D, (d,), >= 0, with W W^T + diag(D) positive definite for whitening.
+        cov_diag: D, (d,), > 0, so that S = W W^T + diag(D) is positive definite (as in
+            torch.distributions).
     White shape: (B, d + r). Kept as given (no normalisation). Cost O(d r).
     """
 
@@ -34,10 +35,10 @@ class LowRank(NoiseFamily):
                 f"lowrank: cov_diag must have shape ({d},) to match cov_factor "
                 f"{tuple(self.cov_factor.shape)}, got {tuple(self.cov_diag.shape)}"
             )
-        if (self.cov_diag < 0).any():
+        if (self.cov_diag <= 0).any():
             raise ValueError(
-                f"lowrank: cov_diag holds variances, which must be >= 0; got a minimum of "
-                f"{self.cov_diag.min().item():.6g}"
+                f"lowrank: cov_diag must be > 0 (so that W W^T + diag(D) is positive "
+                f"definite); got a minimum of {self.cov_diag.min().item():.6g}"
             )
         self.size, self.rank = self.cov_factor.shape
 
