@@ -329,3 +329,17 @@ def test_trajectory_with_correlated_noise_ends_in_the_marginal_law():
     assert min(stats.gaussian_pvalues(last, mean, c_t).values()) > 1e-3 / 4
     wider = mean + (last - mean) * math.sqrt(1.05)
     assert min(stats.gaussian_pvalues(wider, mean, c_t).values()) < 1e-3 / 4
+
+
+def test_per_element_law_at_zero_terminal_snr():
+    schedule = nj.get_schedule("linear", 50, rescale_zero_terminal_snr=True)
+    process = nj.ForwardProcess(schedule, get_noise("pink"))
+    t = torch.tensor([0, 10, 49, 49]).repeat(1, 1, 4, 1)
+    _, cov = process.moments((1, 4, 4), t)
+    assert torch.isfinite(cov).all()
+    last = (t == 49).flatten()
+    torch.testing.assert_close(
+        cov[last][:, last], process.noise.covariance((1, 4, 4))[last][:, last]
+    )
+    errors = nj.verify(process, 49, exact_shape=(1, 4, 4), stat_shape=(1, 4, 4), n=8).exact_errors
+    assert max(errors.values()) <= 1e-10, errors

@@ -26,7 +26,9 @@ MAX_DENSE_D = 2048
 def kernel(log_abar_a: torch.Tensor, log_abar_b: torch.Tensor) -> torch.Tensor:
     """K(a_i, b_j) as a (len(a), len(b)) float64 matrix from log abar at each step."""
     la, lb = log_abar_a[:, None], log_abar_b[None, :]
-    return torch.exp(-(la - lb).abs() / 2) * -torch.expm1(torch.maximum(la, lb))
+    # equal steps give |l_a - l_b| = 0, also at zero terminal SNR where l = -inf
+    gap = torch.where(la == lb, torch.zeros_like(la * lb), (la - lb).abs())
+    return torch.exp(-gap / 2) * -torch.expm1(torch.maximum(la, lb))
 
 
 def log_alphas_cumprod(schedule, steps: torch.Tensor) -> torch.Tensor:
