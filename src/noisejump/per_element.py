@@ -37,6 +37,27 @@ def log_alphas_cumprod(schedule, steps: torch.Tensor) -> torch.Tensor:
     return table[steps.long().cpu() + 1]
 
 
+def increments(schedule, noise, x0, t, draw):
+    """Per-element steps with correlated noise, sampled exactly: for the sorted distinct step
+    values u_1 < ... < u_m (u_0 = -1), z_j = alpha_(u_j|u_(j-1)) z_(j-1) +
+    sigma_(u_j|u_(j-1)) L e_j, and element i takes signal_(t_i) x0_i + z_j[i] where
+    t_i = u_j: the law above with a = b = t. ``draw(j)`` gives white draw j. Returns x_t
+    in float32 (float64 for float64 x0)."""
+    cd = F64 if x0.dtype == F64 else torch.float32
+    t_full = t.expand(x0.shape)
+    z = torch.zeros(x0.shape, device=x0.device, dtype=cd)
+    noise_part = torch.zeros_like(z)
+    previous = -1
+    for j, u in enumerate(torch.unique(t_full).tolist()):
+        alpha, sigma2 = schedule.transition(previous, u, "cpu")
+        e = noise.apply(draw(j), x0.shape)
+        z = float(alpha) * z + float(sigma2.sqrt()) * e
+        noise_part = torch.where(t_full == u, z, noise_part)
+        previous = u
+    signal, _ = schedule.marginal(t, x0.device, cd)
+    return signal * x0.to(cd) + noise_part
+
+
 def posterior(schedule, noise, x0, x_t, s, t):
     """Mean and dense covariance of q(x_s | x_t, x0) with per-element steps s < t.
 

@@ -14,7 +14,10 @@ cheapest first (DESIGN.md, section 1, the table of cases):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import torch
 
 PATHS = ("closed", "increments", "per-mode", "mixture", "dense", "chain")
 
@@ -65,3 +68,64 @@ def check_path(path: str, allowed=("auto", "chain")) -> str:
     if path not in allowed:
         raise ValueError(f"path must be one of {allowed}, got {path!r}")
     return path
+
+
+def plan_fixed_covariance(noise, t, shape, path: str) -> Plan:
+    """The plan of ``ForwardProcess`` (scalar transitions, fixed S = L L^T) for validated
+    steps ``t`` on a batch of ``shape`` (None: no cost estimate)."""
+    diagonal = noise.is_isotropic or noise.eigenbasis == "identity"
+    per_element = is_per_element(t)
+    # The last step, for the chain's cost: read only where that costs no device sync.
+    on_host = not isinstance(t, torch.Tensor) or t.device.type == "cpu"
+    last = last_step(t) if on_host or path == "chain" else None
+    if shape is None:
+        ops = lambda draws: None  # noqa: E731
+    else:
+        event = tuple(shape[1:])
+        d, apply_ops = math.prod(event), noise.apply_ops(event)
+        ops = lambda draws: draws * (apply_ops + 2 * d)  # noqa: E731
+    chain_ops = None if last is None else ops(last + 1)
+    if path == "chain":
+        return Plan(
+            "chain",
+            f"sequential chain x_k = sqrt(alpha_k) x_(k-1) + sqrt(beta_k) L e_k, {noise!r}",
+            "forced by path='chain' (for comparison with the closed form)",
+            f"O(t) x {noise.cost}",
+            last + 1,
+            chain_ops,
+            chain_ops,
+        )
+    if per_element and not diagonal:
+        draws = len(torch.unique(t))
+        return Plan(
+            "increments",
+            f"per-element steps, correlated noise {noise!r}",
+            "with correlated S, Cov(x_i, x_j) = sqrt(abar_ti abar_tj)(1/abar_min(ti,tj) - 1)"
+            " S_ij is not a multiple of S: exact with one structured draw per distinct "
+            f"step value ({draws} here), accumulated in sorted order",
+            f"m x {noise.cost}, m = {draws} distinct steps",
+            draws,
+            ops(draws),
+            chain_ops,
+        )
+    if noise.is_isotropic:
+        structure = "isotropic noise, S = I"
+        reason = "q(x_t | x0) = N(signal_t x0, sigma_t^2 I) (Ho et al. 2020, eq. 4)"
+    else:
+        structure = f"fixed covariance S ({noise!r}), L e in {noise.cost}"
+        reason = (
+            "the transitions sqrt(alpha_t) I commute with a fixed S: q(x_t | x0) = "
+            "N(signal_t x0, sigma_t^2 S)"
+        )
+    if per_element:
+        reason += "; S is diagonal, so per-element steps are elementwise closed forms"
+    return Plan("closed", structure, reason, noise.cost, 1, ops(1), chain_ops)
+
+
+def is_per_element(t) -> bool:
+    """True for a step tensor with a non-trivial size beyond the batch dimension."""
+    return isinstance(t, torch.Tensor) and t.dim() > 1 and any(n > 1 for n in t.shape[1:])
+
+
+def last_step(t) -> int:
+    return int(t.max()) if isinstance(t, torch.Tensor) else int(t)

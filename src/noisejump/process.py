@@ -22,7 +22,6 @@ is that variance times S. ``plan(t)`` says which path ``q_sample`` takes and why
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -30,7 +29,7 @@ import torch
 from . import per_element
 from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
-from .plan import Plan, check_path
+from .plan import Plan, check_path, is_per_element, plan_fixed_covariance
 from .schedules import Schedule
 
 __all__ = ["ForwardProcess", "PREDICTIONS"]
@@ -169,24 +168,7 @@ class ForwardProcess:
         return x
 
     def _increments(self, x0, t, draw):
-        """Per-element steps with correlated noise, exactly: for the sorted distinct step
-        values u_1 < ... < u_m (u_0 = -1), z_j = alpha_{u_j|u_{j-1}} z_{j-1} +
-        sigma_{u_j|u_{j-1}} L e_j, and element i takes signal_{t_i} x0_i + z_j[i] where
-        t_i = u_j. Then Cov(x_i, x_j) = sqrt(abar_ti abar_tj) (1/abar_min(ti,tj) - 1) S_ij,
-        the law of the chain in which element i stops after its own t_i steps."""
-        cd = _compute_dtype(x0.dtype)
-        t_full = t.expand(x0.shape)
-        z = torch.zeros(x0.shape, device=x0.device, dtype=cd)
-        noise_part = torch.zeros_like(z)
-        previous = -1
-        for j, u in enumerate(torch.unique(t_full).tolist()):
-            alpha, sigma2 = self.schedule.transition(previous, u, "cpu")
-            e = self.noise.apply(draw(j), x0.shape)
-            z = float(alpha) * z + float(sigma2.sqrt()) * e
-            noise_part = torch.where(t_full == u, z, noise_part)
-            previous = u
-        signal, _ = self.schedule.marginal(t, x0.device, cd)
-        return signal * x0.to(cd) + noise_part
+        return per_element.increments(self.schedule, self.noise, x0, t, draw)
 
     def _with_noise(self, x0, t, x_t):
         """(x_t, noise) in x0's dtype with noise = (x_t - signal_t x0) / sigma_t, and x_t
@@ -266,54 +248,7 @@ class ForwardProcess:
         return self._plan(t, shape, path=path)
 
     def _plan(self, t, shape, *, path=None) -> Plan:
-        path = check_path(path or self.path)
-        noise = self.noise
-        diagonal = noise.is_isotropic or noise.eigenbasis == "identity"
-        # The last step, for the chain's cost: read only where that costs no device sync.
-        on_host = not isinstance(t, torch.Tensor) or t.device.type == "cpu"
-        last = _last_step(t) if on_host or path == "chain" else None
-        if shape is None:
-            ops = lambda draws: None  # noqa: E731
-        else:
-            event = tuple(shape[1:])
-            d, apply_ops = math.prod(event), noise.apply_ops(event)
-            ops = lambda draws: draws * (apply_ops + 2 * d)  # noqa: E731
-        chain_ops = None if last is None else ops(last + 1)
-        if path == "chain":
-            return Plan(
-                "chain",
-                f"sequential chain x_k = sqrt(alpha_k) x_(k-1) + sqrt(beta_k) L e_k, {noise!r}",
-                "forced by path='chain' (for comparison with the closed form)",
-                f"O(t) x {noise.cost}",
-                last + 1,
-                chain_ops,
-                chain_ops,
-            )
-        if _is_per_element(t) and not diagonal:
-            draws = len(torch.unique(t))
-            return Plan(
-                "increments",
-                f"per-element steps, correlated noise {noise!r}",
-                "with correlated S, Cov(x_i, x_j) = sqrt(abar_ti abar_tj)(1/abar_min(ti,tj) - 1)"
-                " S_ij is not a multiple of S: exact with one structured draw per distinct "
-                f"step value ({draws} here), accumulated in sorted order",
-                f"m x {noise.cost}, m = {draws} distinct steps",
-                draws,
-                ops(draws),
-                chain_ops,
-            )
-        if noise.is_isotropic:
-            structure = "isotropic noise, S = I"
-            reason = "q(x_t | x0) = N(signal_t x0, sigma_t^2 I) (Ho et al. 2020, eq. 4)"
-        else:
-            structure = f"fixed covariance S ({noise!r}), L e in {noise.cost}"
-            reason = (
-                "the transitions sqrt(alpha_t) I commute with a fixed S: q(x_t | x0) = "
-                "N(signal_t x0, sigma_t^2 S)"
-            )
-        if _is_per_element(t):
-            reason += "; S is diagonal, so per-element steps are elementwise closed forms"
-        return Plan("closed", structure, reason, noise.cost, 1, ops(1), chain_ops)
+        return plan_fixed_covariance(self.noise, t, shape, check_path(path or self.path))
 
     # ---- posterior and targets --------------------------------------------------------------
 
@@ -389,7 +324,7 @@ class ForwardProcess:
 
     def _elementwise(self, *steps) -> bool:
         """Per-element steps are elementwise formulas only for diagonal S."""
-        return not any(_is_per_element(k) for k in steps) or (
+        return not any(is_per_element(k) for k in steps) or (
             self.noise.is_isotropic or self.noise.eigenbasis == "identity"
         )
 
@@ -426,15 +361,6 @@ class ForwardProcess:
             x.shape, generator=generator, device=x.device, dtype=_compute_dtype(x.dtype)
         )
         return drawn.to(x.dtype)
-
-
-def _is_per_element(t) -> bool:
-    """True for a step tensor with a non-trivial size beyond the batch dimension."""
-    return isinstance(t, torch.Tensor) and t.dim() > 1 and any(n > 1 for n in t.shape[1:])
-
-
-def _last_step(t) -> int:
-    return int(t.max()) if isinstance(t, torch.Tensor) else int(t)
 
 
 def _batch_of(t) -> int:
