@@ -343,3 +343,15 @@ def test_per_element_law_at_zero_terminal_snr():
     )
     errors = nj.verify(process, 49, exact_shape=(1, 4, 4), stat_shape=(1, 4, 4), n=8).exact_errors
     assert max(errors.values()) <= 1e-10, errors
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_low_precision_samples_keep_their_dtype_and_get_noise_at_the_first_step(dtype):
+    process = nj.ForwardProcess(SCHEDULE, get_noise("pink"))
+    x0 = torch.ones(2, 1, 8, 8, dtype=dtype)
+    x_t, noise = process.q_sample(x0, 0, generator=torch.Generator().manual_seed(0))
+    assert x_t.dtype == noise.dtype == dtype
+    assert (x_t != x0).float().mean() > 0.5  # sigma_0 = 0.01: visible in every dtype
+    t = torch.tensor([0, 5]).repeat(2, 1, 8, 4)
+    x_t, noise = process.q_sample(x0, t, generator=torch.Generator().manual_seed(0))
+    assert x_t.dtype == dtype and torch.isfinite(x_t.float()).all()
