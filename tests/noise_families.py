@@ -13,7 +13,7 @@ class TwoWhiteDraws(NoiseFamily):
     def white_shape(self, shape):
         return (shape[0], 2, *shape[1:])
 
-    def apply(self, white):
+    def apply(self, white, shape=None):
         return (white[:, 0] + white[:, 1]) / math.sqrt(2)
 
 
@@ -23,7 +23,7 @@ class PerChannel(NoiseFamily):
     eigenbasis = "identity"
     std = torch.tensor([0.5, 1.0, 2.0])
 
-    def apply(self, white):
+    def apply(self, white, shape=None):
         return white * self.std.reshape(3, *[1] * (white.dim() - 2))
 
     def variance(self, event_shape):

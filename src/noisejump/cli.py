@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from . import __version__
-from .commands import bench
+from .commands import bench, verify
 
-COMMANDS = (bench,)
+COMMANDS = (bench, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,14 @@ device, gathered and applied in float32 (float64 for float64 samples) and the re
 stored in the sample's dtype. The noise returned is rounded to the sample's dtype first
 and x_t is computed from that rounded noise, so (x_t, noise) is a consistent pair.
 Nothing here reads a GPU value on the host: t is checked eagerly when it is a Python
-int or a CPU tensor, and with an asynchronous device-side assert otherwise.
+int or a CPU tensor, and with an asynchronous device-side assert otherwise. (Exception:
+per-element steps with correlated noise need the distinct step values, one host read.)
+
+Correlated noise (DESIGN.md, section 1): with a fixed covariance S the chain
+x_k = sqrt(alpha_k) x_{k-1} + sqrt(beta_k) L e_k has q(x_t | x0) = N(signal_t x0,
+sigma_t^2 S), so every method keeps its isotropic formula with L e in place of e. The
+``variance`` that ``q_posterior`` returns is the isotropic one; the posterior covariance
+is that variance times S. ``plan(t)`` says which path ``q_sample`` takes and why.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ from collections.abc import Sequence
 
 import torch
 
+from . import per_element
 from .kernels import fused_noise_scale, q_sample_keyed
 from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
+from .plan import Plan, check_path, is_per_element, plan_fixed_covariance
 from .rng import keyed_normal
 from .schedules import Schedule
 
@@ -29,6 +38,9 @@ __all__ = ["ForwardProcess", "PREDICTIONS"]
 
 F64 = torch.float64
 PREDICTIONS = ("epsilon", "v", "sample")
+#: Keyed streams of the second and later draws of one q_sample call (per-element steps with
+#: correlated noise, a forced chain); streams 1 .. 2^31 stay free for callers.
+EXTRA_DRAW_STREAM = 2**31
 
 
 class ForwardProcess:
@@ -40,10 +52,17 @@ class ForwardProcess:
         noise: a noise family or its name (default: isotropic, S = I).
         validate: for CUDA step tensors, check the range with an asynchronous device-side
             assert (True, no host sync) or not at all (False). CPU inputs are always checked.
+        path: "auto" (the cheapest exact path, see :meth:`plan`) or "chain" (force the
+            O(t) chain in ``q_sample``, for comparison).
     """
 
     def __init__(
-        self, schedule: Schedule, noise: NoiseFamily | str | None = None, *, validate: bool = True
+        self,
+        schedule: Schedule,
+        noise: NoiseFamily | str | None = None,
+        *,
+        validate: bool = True,
+        path: str = "auto",
     ):
         self.schedule = schedule
         if noise is None:
@@ -52,6 +71,7 @@ class ForwardProcess:
             noise = get_noise(noise)
         self.noise = noise
         self.validate = validate
+        self.path = check_path(path)
 
     @property
     def num_steps(self) -> int:
@@ -67,17 +87,42 @@ class ForwardProcess:
 
         Args:
             x0: clean samples, batch first, any trailing shape, floating dtype.
-            t: an int, a 0-d integer tensor, or one step per sample (shape (B,)).
-            noise: the structured noise to use (x0's shape); drawn if None.
+            t: an int, a 0-d integer tensor, one step per sample (shape (B,)), or one step
+                per element (as many dimensions as x0, broadcasting to its shape).
+            noise: the structured noise to use (x0's shape); drawn if None. Not accepted
+                where the plan is not one structured draw (per-element steps with
+                correlated noise, a forced chain).
             generator: torch.Generator for the drawn noise.
             seed, keys: keyed noise instead (``noisejump.rng``): an int seed and one key per
                 sample, an integer tensor (B,) or (B, 2); sample b's noise depends only on
                 (seed, keys[b]), so any sub-batch gets exactly its rows of the full call.
         Returns:
-            (x_t, noise), both in x0's dtype; x_t is computed from the returned noise.
+            (x_t, noise), both in x0's dtype; x_t is computed from the returned noise,
+            noise = (x_t - signal_t x0) / sigma_t elementwise.
         """
         _check_sample(x0, "x0")
+        self.noise.check_shape(tuple(x0.shape[1:]))
         t = self._steps(t, x0)
+        plan = self._plan(t, x0.shape)
+        if plan.path == "closed":
+            return self._q_sample_closed(x0, t, noise, generator, seed, keys)
+        if noise is not None:
+            raise ValueError(
+                f"noise= cannot be used on the {plan.path!r} path (it takes "
+                f"{plan.draws} draws, not one): {plan.reason}"
+            )
+        if seed is not None or keys is not None:
+            draw = self._keyed_draw(x0, generator, seed, keys)
+        else:
+            draw = self._random_draw(x0, generator)
+        if plan.path == "increments":
+            x_t = self._increments(x0, t, draw)
+        else:
+            x_t = self._chain(x0, t, draw)
+        return self._with_noise(x0, t, x_t)
+
+    def _q_sample_closed(self, x0, t, noise, generator, seed=None, keys=None):
+        """The one-draw closed form signal_t x0 + sigma_t L e."""
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         if seed is not None and keys is not None and noise is None and generator is None:
             fused, scale = fused_noise_scale(self.noise, x0)
@@ -94,8 +139,10 @@ class ForwardProcess:
         ``keys`` draw keyed noise, as in :meth:`q_sample`.
         """
         _check_sample(x_s, "x_s")
+        self.noise.check_shape(tuple(x_s.shape[1:]))
         s = self._steps(s, x_s, name="s", lowest=-1)
         t = self._steps(t, x_s)
+        self._require_elementwise("q_sample_from", s, t)
         self._check_order(s, t, x_s.device, strict=False)
         alpha, sigma2 = self.schedule.transition(s, t, x_s.device)
         noise = self._noise(x_s, noise, generator, seed, keys)
@@ -106,11 +153,17 @@ class ForwardProcess:
         """x_t by walking the chain x_k = sqrt(alpha_k) x_{k-1} + sqrt(beta_k) e_k, k = 0..t.
 
         O(t) per sample: the reference the closed form is tested against (Ho et al. 2020,
-        eq. 2). Vectorised over the batch; with per-sample t a sample stops after its own
-        t + 1 steps. Runs in float32 (float64 for float64 x0), returns x0's dtype.
+        eq. 2), with L e_k for correlated noise. Vectorised over the batch; with per-sample
+        (per-element) t a sample (an element) stops after its own t + 1 steps. Runs in
+        float32 (float64 for float64 x0), returns x0's dtype.
         """
         _check_sample(x0, "x0")
+        self.noise.check_shape(tuple(x0.shape[1:]))
         t = self._steps(t, x0)
+        return self._chain(x0, t, self._random_draw(x0, generator)).to(x0.dtype)
+
+    def _chain(self, x0, t, draw):
+        """The chain in the compute dtype; ``draw(k)`` gives step k's white noise."""
         cd = _compute_dtype(x0.dtype)
         x = x0.to(cd, copy=True)
         # Python floats from the CPU float64 tables: no device read per step.
@@ -118,23 +171,33 @@ class ForwardProcess:
         sqrt_betas = self.schedule.table("sqrt_betas", "cpu").tolist()
         per_sample = isinstance(t, torch.Tensor) and t.dim() > 0
         last = int(t.max()) if per_sample else int(t)
-        if per_sample:
-            sqrt_alphas = self.schedule.table("sqrt_alphas", x.device, cd)
-            sqrt_betas = self.schedule.table("sqrt_betas", x.device, cd)
-            one, zero = x.new_ones(()), x.new_zeros(())
-        buffer = torch.empty_like(x)
         for k in range(last + 1):
-            e = self.noise.sample(
-                x.shape, generator=generator, device=x.device, dtype=cd, out=buffer
-            )
-            if per_sample:  # a sample past its own t takes the identity step
+            e = self.noise.apply(draw(k), x.shape)
+            if per_sample:
                 active = t >= k
-                x.mul_(torch.where(active, sqrt_alphas[k], one)).addcmul_(
-                    torch.where(active, sqrt_betas[k], zero), e
-                )
+                # in cd: torch.where on Python floats would round them to float32
+                a = active.to(cd) * (sqrt_alphas[k] - 1.0) + 1.0
+                b = active.to(cd) * sqrt_betas[k]
+                x.mul_(a).addcmul_(b, e)
             else:
                 x.mul_(sqrt_alphas[k]).add_(e, alpha=sqrt_betas[k])
-        return x.to(x0.dtype)
+        return x
+
+    def _increments(self, x0, t, draw):
+        return per_element.increments(self.schedule, self.noise, x0, t, draw)
+
+    def _with_noise(self, x0, t, x_t):
+        """(x_t, noise) in x0's dtype with noise = (x_t - signal_t x0) / sigma_t, and x_t
+        recomputed from the rounded noise so the pair stays consistent."""
+        signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        noise = ((x_t - signal * x0.to(x_t.dtype)) / sigma).to(x0.dtype)
+        return _affine(signal, x0, sigma, noise), noise
+
+    def _random_draw(self, x, generator):
+        """draw(k): white noise of the family's white shape, in one reused buffer."""
+        cd = _compute_dtype(x.dtype)
+        buffer = torch.empty(self.noise.white_shape(tuple(x.shape)), device=x.device, dtype=cd)
+        return lambda k: torch.randn(buffer.shape, generator=generator, out=buffer)
 
     def trajectory(self, x0, steps: Sequence[int] | torch.Tensor, generator=None):
         """One sample path observed at increasing ``steps``, by successive exact jumps.
@@ -154,6 +217,55 @@ class ForwardProcess:
             previous = k
         return path
 
+    # ---- what verify and the plan use --------------------------------------------------
+
+    def check_event(self, event_shape) -> None:
+        """Raise ValueError when the noise cannot be made for samples of ``event_shape``."""
+        self.noise.check_shape(tuple(event_shape))
+
+    def white_shape(self, shape) -> tuple[int, ...]:
+        """The white noise of one draw for a batch of ``shape``."""
+        return self.noise.white_shape(tuple(shape))
+
+    def _closed(self, x0, t, draw):
+        """The plan's closed form in the compute dtype; ``draw(j)`` gives white draw j."""
+        if self._plan(t, None).path == "increments":
+            return self._increments(x0, t, draw)
+        signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        return signal * x0.to(signal.dtype) + sigma * self.noise.apply(draw(0), x0.shape)
+
+    def moments(self, event_shape, t):
+        """(M_t, C_t) of q(x_t | x0) = N(M_t x0, C_t) for one sample, dense float64, from the
+        analytic covariance S of the family: M_t = signal_t I, C_t = sigma_t^2 S; for
+        per-element t (event-shaped), M_t = diag(signal_ti) and C_ij = K(ti, tj) S_ij with
+        K(a, b) = sqrt(abar_a abar_b) (1/abar_min(a,b) - 1) (``per_element.kernel``)."""
+        event_shape = tuple(event_shape)
+        t = torch.as_tensor(t).long().cpu()
+        if t.dim() == len(event_shape) + 1:  # a batch-first step tensor of one sample
+            t = t[0]
+        log_abar = per_element.log_alphas_cumprod(self.schedule, t.expand(event_shape).flatten())
+        cov = per_element.kernel(log_abar, log_abar) * self.noise.covariance(event_shape)
+        return torch.diag(torch.exp(log_abar / 2)), cov
+
+    # ---- the plan --------------------------------------------------------------------------
+
+    def plan(self, t, shape=None, *, path: str | None = None) -> Plan:
+        """Which path ``q_sample`` takes for step(s) ``t`` on a batch of ``shape``, why,
+        and its cost per sample (print it). ``path="chain"`` shows the forced chain.
+
+        ``shape`` (batch first) is needed for per-element ``t`` that does not have the
+        full shape, and for the cost estimate.
+        """
+        if shape is None:
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) and t.dim() > 1 else None
+        like_shape = shape if shape is not None else (_batch_of(t), 1)
+        like = torch.zeros(()).expand(tuple(like_shape))
+        t = self._steps(t, like)
+        return self._plan(t, shape, path=path)
+
+    def _plan(self, t, shape, *, path=None) -> Plan:
+        return plan_fixed_covariance(self.noise, t, shape, check_path(path or self.path))
+
     # ---- posterior and targets --------------------------------------------------------------
 
     def q_posterior(self, x0, x_t, t, s=None):
@@ -164,13 +276,20 @@ class ForwardProcess:
         (Ho et al. 2020, eq. 6-7; Kingma et al. 2021, eq. 26 for any s < t). At t = 0 the
         target is x0 itself: (x0, 0). Returns the mean in x_t's dtype and the variance as a
         float32 (float64) tensor that broadcasts against x_t.
+
+        Per-element steps with correlated noise: the posterior covariance is not a multiple
+        of S; returns (mean, cov) with cov the dense (B, d, d) float64 covariance of each
+        sample, by Gaussian conditioning (``per_element.posterior``, d <= 2048).
         """
         _check_sample(x0, "x0")
         _check_sample(x_t, "x_t")
         _check_pair(x0, x_t, "x0", "x_t")
+        self.noise.check_shape(tuple(x_t.shape[1:]))
         t = self._steps(t, x_t)
         s = t - 1 if s is None else self._steps(s, x_t, name="s", lowest=-1)
         self._check_order(s, t, x_t.device, strict=True)
+        if not self._elementwise(s, t):
+            return per_element.posterior(self.schedule, self.noise, x0, x_t, s, t)
         device, transition = x_t.device, self.schedule.transition
         alpha_ts, sigma2_ts = transition(s, t, device)
         signal_s, sigma2_s = transition(-1, s, device)
@@ -219,6 +338,20 @@ class ForwardProcess:
     def _steps(self, t, like, name="t", lowest=0):
         return self.schedule.steps(t, like, name=name, lowest=lowest, validate=self.validate)
 
+    def _elementwise(self, *steps) -> bool:
+        """Per-element steps are elementwise formulas only for diagonal S."""
+        return not any(is_per_element(k) for k in steps) or (
+            self.noise.is_isotropic or self.noise.eigenbasis == "identity"
+        )
+
+    def _require_elementwise(self, what, *steps):
+        if not self._elementwise(*steps):
+            raise ValueError(
+                f"{what} with per-element steps needs isotropic or diagonal noise, got "
+                f"{self.noise!r}: with correlated noise the per-element law is not a multiple "
+                "of S (q_sample samples it exactly; q_posterior conditions densely)"
+            )
+
     def _check_order(self, s, t, device, *, strict: bool):
         """s < t (strict) or s <= t, for ints or tensors; CUDA: asynchronous assert."""
         relation = "<" if strict else "<="
@@ -249,17 +382,38 @@ class ForwardProcess:
         return drawn.to(x.dtype)
 
     def _keyed_noise(self, x, noise, generator, seed, keys):
+        """Keyed structured noise of x's shape: draw 0 of :meth:`_keyed_draw`."""
+        if noise is not None:
+            raise ValueError("give either noise/generator or seed/keys, not both")
+        white = self._keyed_draw(x, generator, seed, keys)(0)
+        return self.noise.apply(white, tuple(x.shape)).to(x.dtype)
+
+    def _keyed_draw(self, x, generator, seed, keys):
+        """draw(j): keyed white noise of the family's white shape, stream j (``noisejump.rng``);
+        counters run over the white shape, so a sub-batch gets exactly its rows."""
         if seed is None or keys is None:
             given, missing = ("seed", "keys") if keys is None else ("keys", "seed")
             raise ValueError(
                 f"keyed noise needs both seed and keys: {given} was given without {missing} "
                 "(a seed alone would repeat the same noise at every call)"
             )
-        if noise is not None or generator is not None:
+        if generator is not None:
             raise ValueError("give either noise/generator or seed/keys, not both")
         white_shape = self.noise.white_shape(tuple(x.shape))
-        white = keyed_normal(white_shape, seed=seed, keys=keys, device=x.device)
-        return self.noise.apply(white.to(_compute_dtype(x.dtype))).to(x.dtype)
+        cd = _compute_dtype(x.dtype)
+        # Draw 0 is stream 0, what q_sample's closed form uses; the extra draws of the
+        # per-element and chain paths take streams from EXTRA_DRAW_STREAM on.
+        return lambda j: keyed_normal(
+            white_shape,
+            seed=seed,
+            keys=keys,
+            stream=0 if j == 0 else EXTRA_DRAW_STREAM + j,
+            device=x.device,
+        ).to(cd)
+
+
+def _batch_of(t) -> int:
+    return len(t) if isinstance(t, torch.Tensor) and t.dim() == 1 else 1
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -228,8 +228,10 @@ class Schedule:
     def steps(self, t, like: torch.Tensor, *, name: str = "t", lowest: int = 0, validate=True):
         """Validate step(s) ``t`` for a sample ``like`` and place them for broadcasting.
 
-        Returns a Python int, or an int64 tensor on ``like.device``: 0-d for one step, or
-        shaped (B, 1, ..., 1) for one step per sample. ``lowest`` is -1 where the data
+        Returns a Python int, or an int64 tensor on ``like.device``: 0-d for one step,
+        shaped (B, 1, ..., 1) for one step per sample, or, for a ``t`` with as many
+        dimensions as ``like`` that broadcasts to its shape, that shape (one step per
+        element: element i stops after its own t_i steps). ``lowest`` is -1 where the data
         itself (step -1) is allowed. CPU tensors and ints are range-checked eagerly; CUDA
         tensors with an asynchronous device-side assert (no host sync), or not at all when
         ``validate`` is False.
@@ -250,9 +252,11 @@ class Schedule:
             return t
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
-        if t.dim() > 1:
+        if t.dim() > 1 and not _broadcasts_per_element(t.shape, like.shape):
             raise ValueError(
-                f"{name} must be 0-d or 1-D (one step per sample), got shape {tuple(t.shape)}"
+                f"{name} must be 0-d, 1-D (one step per sample) or have as many dimensions as "
+                f"the sample and broadcast to its shape {tuple(like.shape)} (one step per "
+                f"element), got shape {tuple(t.shape)}"
             )
         if t.dim() == 1:
             batch = like.shape[0] if like.dim() > 0 else None
@@ -294,6 +298,13 @@ class Schedule:
             f"Schedule({self.name!r}, num_steps={self.num_steps}, "
             f"alphas_cumprod=[{abar[0].item():.6g} .. {abar[-1].item():.6g}])"
         )
+
+
+def _broadcasts_per_element(t_shape, like_shape) -> bool:
+    """True when t has like's number of dimensions and each size is 1 or like's size."""
+    return len(t_shape) == len(like_shape) and all(
+        a in (1, b) for a, b in zip(t_shape, like_shape, strict=True)
+    )
 
 
 def _is_integer(t: torch.Tensor) -> bool:

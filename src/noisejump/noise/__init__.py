@@ -1,12 +1,41 @@
-"""Noise families, found by name: ``get_noise(name, **kwargs)``; ``available()`` lists them."""
+"""Noise families, found by name: ``get_noise(name, **kwargs)``; ``available()`` lists them.
+
+One module per family; ``base.py`` has the protocol. docs/noise-families.md has one
+section per family: formula, source, covariance and how it is drawn.
+"""
 
 from __future__ import annotations
 
-from .base import NoiseFamily
-from .isotropic import Isotropic
+from functools import partial
 
-_FAMILIES: dict[str, type[NoiseFamily]] = {
+from .base import NoiseFamily
+from .composite import Kronecker, Sum
+from .dense import Dense
+from .diagonal import Diagonal
+from .frames import FramesMixed, FramesProgressive
+from .isotropic import Isotropic
+from .lowrank import LowRank
+from .offset import Offset
+from .pyramid import Pyramid
+from .stationary import RBF, Colored, Spectral, Stationary
+
+_FAMILIES = {
     "isotropic": Isotropic,
+    "diagonal": Diagonal,
+    "offset": Offset,
+    "pyramid": Pyramid,
+    "colored": Colored,
+    "pink": partial(Colored, 1.0),
+    "brown": partial(Colored, 2.0),
+    "blue": partial(Colored, -1.0),
+    "rbf": RBF,
+    "spectral": Spectral,
+    "frames-mixed": FramesMixed,
+    "frames-progressive": FramesProgressive,
+    "dense": Dense,
+    "lowrank": LowRank,
+    "sum": Sum,
+    "kronecker": Kronecker,
 }
 
 
@@ -16,10 +45,28 @@ def available() -> list[str]:
 
 
 def get_noise(name: str, **kwargs) -> NoiseFamily:
-    """The noise family called ``name``, built with ``kwargs``."""
+    """The noise family called ``name``, built with ``kwargs`` (e.g. ``rho=``, ``axis=``)."""
     if name not in _FAMILIES:
         raise ValueError(f"unknown noise family {name!r}; available: {available()}")
     return _FAMILIES[name](**kwargs)
 
 
-__all__ = ["NoiseFamily", "Isotropic", "available", "get_noise"]
+__all__ = [
+    "NoiseFamily",
+    "Isotropic",
+    "Diagonal",
+    "Offset",
+    "Pyramid",
+    "Stationary",
+    "Colored",
+    "RBF",
+    "Spectral",
+    "FramesMixed",
+    "FramesProgressive",
+    "Dense",
+    "LowRank",
+    "Sum",
+    "Kronecker",
+    "available",
+    "get_noise",
+]

@@ -3,48 +3,131 @@
 A family is a zero-mean Gaussian over one sample (the *event*, e.g. C x H x W) with
 covariance S = L L^T, drawn as L e from white noise e ~ N(0, I). L need not be square:
 a family may draw e of a larger *white shape* (DESIGN.md, section 1). Shapes passed to
-``sample``/``white_shape`` are whole batches, batch first; ``covariance``/``variance``
-take one event shape (no batch dimension).
+``sample``/``white_shape``/``apply`` are whole batches, batch first; ``covariance`` and
+``variance`` take one event shape (no batch dimension).
 
-    S        covariance(event_shape)   dense float64 (d, d), small d only (tests, verify)
+    S        covariance(event_shape)   dense float64 (d, d) from an analytic formula,
+                                       written independently of ``apply`` (tests, verify)
     diag S   variance(event_shape)     per-element variance, float64, event-shaped
-    L e      apply(white)              structured noise from white noise
+    L e      apply(white, shape)       structured noise of ``shape`` from white noise
     e        white_shape(shape)        the shape of e for a batch of ``shape``
+
+Invariant: ``sample(shape)`` is exactly ``apply(randn(white_shape(shape)), shape)``, so a
+keyed (counter-based) white source gives the same structured noise as ``sample``.
+
+Scale: families with an intrinsic scale (offset, pyramid, stationary, frames) have unit
+marginal variance, S_ii = 1, by default; ``normalize=False`` keeps the raw scale of their
+formula. Families given a covariance by the user (diagonal, dense, low rank, sums,
+Kronecker products) keep it exactly. A process with noise S has q(x_t | x0) =
+N(signal_t x0, sigma_t^2 S): the "variance" of ``ForwardProcess.q_posterior`` is the
+isotropic one, and the posterior covariance is that variance times S.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+F64 = torch.float64
 
 
 class NoiseFamily:
-    """Base class: isotropic-shaped white noise pushed through ``apply``."""
+    """Base class: white noise of ``white_shape`` pushed through ``apply``."""
 
     name = "base"
-    #: Which basis diagonalises S: "identity" (diagonal S), "fft", "dct", or None (dense).
+    #: Which orthonormal basis diagonalises S: "identity" (diagonal S), "fft" (stationary,
+    #: circulant), "dct", or None (no cheap basis).
     eigenbasis: str | None = None
     #: True when S is the identity: the closed form is plain DDPM.
     is_isotropic = False
+    #: How ``apply`` costs, for the plan: a big-O in d (elements per sample).
+    cost = "O(d)"
+
+    @property
+    def stationary(self) -> bool:
+        """True when S is translation invariant (circulant): diagonal in the FFT basis."""
+        return self.eigenbasis == "fft" or self.is_isotropic
+
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
+        """Raise ValueError when this family cannot make noise of ``event_shape``."""
+        if len(event_shape) == 0:
+            raise ValueError(f"{self.name} noise needs at least one event dimension, got ()")
 
     def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(shape)
 
-    def apply(self, white: torch.Tensor) -> torch.Tensor:
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+        """L e for white noise ``white`` of ``white_shape(shape)``; ``shape`` (the structured
+        batch shape) defaults to ``white.shape`` and is needed where L is not square."""
         raise NotImplementedError
 
     def sample(self, shape, *, generator=None, device=None, dtype=torch.float32, out=None):
         """Structured noise L e of ``shape`` (batch first). ``out`` is a hint a family may
         write into (the chain reuses one buffer per step); always use the return value."""
+        shape = tuple(shape)
+        self.check_shape(shape[1:])
         white = torch.randn(
-            self.white_shape(tuple(shape)), generator=generator, device=device, dtype=dtype
+            self.white_shape(shape), generator=generator, device=device, dtype=dtype
         )
-        return self.apply(white)
+        return self.apply(white, shape)
 
     def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         raise NotImplementedError
 
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.diagonal(self.covariance(event_shape)).reshape(event_shape)
+        return torch.diagonal(self.covariance(tuple(event_shape))).reshape(event_shape)
+
+    def _on(self, key, like: torch.Tensor, build):
+        """The float64 table ``build()`` on like's device and dtype, cached: tables move
+        once per device and dtype, not on every call (DESIGN.md, section 2)."""
+        cache = self.__dict__.setdefault("_device_tables", {})
+        full_key = (key, like.device, like.dtype)
+        if full_key not in cache:
+            cache[full_key] = build().to(device=like.device, dtype=like.dtype)
+        return cache[full_key]
+
+    def apply_ops(self, event_shape: tuple[int, ...]) -> float:
+        """Rough multiply-adds of one ``apply`` per sample (the plan's cost estimate)."""
+        return float(math.prod(event_shape))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+# ---- helpers shared by the families -----------------------------------------------------
+
+
+def event_size(event_shape) -> int:
+    return math.prod(event_shape)
+
+
+def check_positive(value, name: str, family: str, *, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{family}: {name} must be a number {bound}, got {value!r}")
+
+
+def check_rho(rho, family: str) -> float:
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho < 1:
+        raise ValueError(f"{family}: rho must be a correlation in [0, 1), got {rho!r}")
+    return float(rho)
+
+
+def resolve_axis(axis: int, event_shape, family: str) -> int:
+    """A non-negative event axis, or ValueError when the event has no such axis."""
+    ndim = len(event_shape)
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{family}: frame axis {axis} does not exist for event shape "
+            f"{tuple(event_shape)} ({ndim} dimensions; axes are counted without the batch)"
+        )
+    return axis % ndim
+
+
+def as_float64(values, name: str, family: str) -> torch.Tensor:
+    table = torch.as_tensor(values).detach().to(device="cpu", dtype=F64).clone()
+    if not torch.isfinite(table).all():
+        raise ValueError(f"{family}: {name} contains NaN or infinity")
+    return table

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .base import NoiseFamily
+from .base import F64, NoiseFamily, event_size
 
 
 class Isotropic(NoiseFamily):
@@ -16,7 +14,10 @@ class Isotropic(NoiseFamily):
     eigenbasis = "identity"
     is_isotropic = True
 
-    def apply(self, white: torch.Tensor) -> torch.Tensor:
+    def check_shape(self, event_shape):
+        """Any event shape, scalars (a batch of shape (B,)) included."""
+
+    def apply(self, white, shape=None):
         return white
 
     def sample(self, shape, *, generator=None, device=None, dtype=torch.float32, out=None):
@@ -25,7 +26,7 @@ class Isotropic(NoiseFamily):
         return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
     def covariance(self, event_shape):
-        return torch.eye(math.prod(event_shape), dtype=torch.float64)
+        return torch.eye(event_size(event_shape), dtype=F64)
 
     def variance(self, event_shape):
-        return torch.ones(tuple(event_shape), dtype=torch.float64)
+        return torch.ones(tuple(event_shape), dtype=F64)

@@ -1,0 +1,148 @@
+"""Families built from families: independent sums and Kronecker (space x frames) products.
+
+sum:        x = sum_k L_k e_k,  S = sum_k S_k              (independent parts)
+kronecker:  x = (L_frames (x) L_space) e,  S = S_frames (x) S_space   (video)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import NoiseFamily, event_size, resolve_axis
+from .frames import _Frames
+
+
+class Sum(NoiseFamily):
+    """The sum of independent noises: covariances add (no normalisation).
+
+    White shape: (B, sum_k m_k), each part's white noise flattened (m_k per sample).
+    """
+
+    name = "sum"
+
+    def __init__(self, parts):
+        parts = list(parts)
+        if len(parts) < 2 or not all(isinstance(p, NoiseFamily) for p in parts):
+            raise ValueError(f"sum: needs at least two noise families, got {parts!r}")
+        self.parts = parts
+        bases = {p.eigenbasis for p in parts}
+        self.eigenbasis = bases.pop() if len(bases) == 1 and None not in bases else None
+        self.cost = " + ".join(dict.fromkeys(p.cost for p in parts))
+
+    def check_shape(self, event_shape):
+        for part in self.parts:
+            part.check_shape(event_shape)
+
+    def _sizes(self, shape):
+        return [event_size(p.white_shape(tuple(shape))[1:]) for p in self.parts]
+
+    def white_shape(self, shape):
+        return (shape[0], sum(self._sizes(shape)))
+
+    def apply(self, white, shape=None):
+        if shape is None:
+            raise ValueError("sum: apply needs the structured shape (its L is not square)")
+        chunks = white.split(self._sizes(shape), dim=-1)
+        total = 0
+        for part, chunk in zip(self.parts, chunks, strict=True):
+            total = total + part.apply(chunk.reshape(part.white_shape(tuple(shape))), shape)
+        return total
+
+    def covariance(self, event_shape):
+        return sum(part.covariance(event_shape) for part in self.parts)
+
+    def variance(self, event_shape):
+        return sum(part.variance(event_shape) for part in self.parts)
+
+    def apply_ops(self, event_shape):
+        return sum(part.apply_ops(event_shape) for part in self.parts)
+
+    def __repr__(self):
+        return f"Sum({self.parts!r})"
+
+
+class Kronecker(NoiseFamily):
+    """A spatial family within each frame times a frame family across frames.
+
+    Args:
+        space: any family, applied to the event with the frame axis removed.
+        frames: a frame family (``frames-mixed`` or ``frames-progressive``); its ``axis``
+            is the frame axis of the event.
+    White shape: (B, frame whites, *space white shape per frame).
+    """
+
+    name = "kronecker"
+
+    def __init__(self, space: NoiseFamily, frames: _Frames):
+        if not isinstance(space, NoiseFamily):
+            raise ValueError(f"kronecker: space must be a noise family, got {space!r}")
+        if not isinstance(frames, _Frames):
+            raise ValueError(
+                f"kronecker: frames must be a frame family (frames-mixed or "
+                f"frames-progressive), got {frames!r}"
+            )
+        self.space, self.frames = space, frames
+        self._frames_first = type(frames)(rho=frames.rho, axis=0)
+        self.cost = space.cost
+
+    def _axis(self, event_shape) -> int:
+        return resolve_axis(self.frames.axis, event_shape, self.name)
+
+    def _space_event(self, event_shape):
+        axis = self._axis(event_shape)
+        return tuple(event_shape[:axis]) + tuple(event_shape[axis + 1 :])
+
+    def check_shape(self, event_shape):
+        self.frames.check_shape(event_shape)
+        self.space.check_shape(self._space_event(event_shape))
+
+    def white_shape(self, shape):
+        event = tuple(shape[1:])
+        frames = event[self._axis(event)]
+        frame_whites = self._frames_first.white_shape((shape[0], frames, 1))[1]
+        space_white = self.space.white_shape((1, *self._space_event(event)))[1:]
+        return (shape[0], frame_whites, *space_white)
+
+    def apply(self, white, shape=None):
+        if shape is None:
+            raise ValueError("kronecker: apply needs the structured shape")
+        batch, frame_whites = white.shape[:2]
+        space_event = self._space_event(tuple(shape[1:]))
+        flat = white.reshape(batch * frame_whites, *white.shape[2:])
+        x = self.space.apply(flat, (batch * frame_whites, *space_event))
+        x = x.reshape(batch, frame_whites, *space_event)
+        frames = shape[1 + self._axis(tuple(shape[1:]))]
+        x = self._frames_first.apply(x, (batch, frames, *space_event))
+        return x.movedim(1, 1 + self._axis(tuple(shape[1:])))
+
+    def covariance(self, event_shape):
+        self.check_shape(event_shape)
+        axis = self._axis(event_shape)
+        frames = event_shape[axis]
+        cov = torch.kron(
+            self.frames.frame_covariance(frames),
+            self.space.covariance(self._space_event(event_shape)),
+        )
+        # rows are ordered (frame, space...); permute them to the event's own order
+        order = torch.arange(event_size(event_shape)).reshape(
+            frames, *self._space_event(event_shape)
+        )
+        order = order.movedim(0, axis).flatten()
+        return cov[order][:, order]
+
+    def variance(self, event_shape):
+        self.check_shape(event_shape)
+        axis = self._axis(event_shape)
+        space = self.space.variance(self._space_event(event_shape))
+        return space.unsqueeze(axis).expand(tuple(event_shape)).clone()
+
+    def apply_ops(self, event_shape):
+        axis = self._axis(event_shape)
+        return event_shape[axis] * self.space.apply_ops(
+            self._space_event(event_shape)
+        ) + 2 * math.prod(event_shape)
+
+    def __repr__(self):
+        return f"Kronecker(space={self.space!r}, frames={self.frames!r})"

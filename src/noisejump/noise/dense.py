@@ -1,0 +1,77 @@
+"""Dense covariance for small d: S given, or its Cholesky factor L (S = L L^T)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import NoiseFamily, as_float64
+
+
+class Dense(NoiseFamily):
+    """L e with L the lower Cholesky factor of S (torch.distributions' ``scale_tril``).
+
+    Args:
+        cov: S, (d, d) symmetric positive definite; or
+        scale_tril: L, (d, d) lower triangular with a positive diagonal.
+    Exactly one of them. The event may have any shape with d elements. Cost O(d^2).
+    """
+
+    name = "dense"
+    cost = "O(d^2)"
+
+    def __init__(self, cov=None, scale_tril=None):
+        if (cov is None) == (scale_tril is None):
+            raise ValueError("dense: give exactly one of cov= and scale_tril=")
+        if cov is not None:
+            cov = as_float64(cov, "cov", self.name)
+            _check_square(cov, "cov")
+            if not torch.allclose(cov, cov.T, rtol=1e-10, atol=1e-12):
+                raise ValueError("dense: cov must be symmetric")
+            scale_tril, info = torch.linalg.cholesky_ex(cov)
+            if int(info) != 0:
+                smallest = torch.linalg.eigvalsh(cov).min().item()
+                raise ValueError(
+                    f"dense: cov is not positive definite (smallest eigenvalue "
+                    f"{smallest:.6g}); a covariance needs all eigenvalues > 0"
+                )
+            self.cov = cov
+        else:
+            scale_tril = as_float64(scale_tril, "scale_tril", self.name)
+            _check_square(scale_tril, "scale_tril")
+            if not torch.equal(scale_tril, scale_tril.tril()):
+                raise ValueError("dense: scale_tril must be lower triangular")
+            if (scale_tril.diagonal() <= 0).any():
+                raise ValueError("dense: scale_tril needs a positive diagonal")
+            self.cov = scale_tril @ scale_tril.T
+        self.scale_tril = scale_tril
+        self.size = scale_tril.shape[0]
+
+    def check_shape(self, event_shape):
+        super().check_shape(event_shape)
+        if math.prod(event_shape) != self.size:
+            raise ValueError(
+                f"dense: the covariance is {self.size} x {self.size} but the event shape "
+                f"{tuple(event_shape)} has {math.prod(event_shape)} elements"
+            )
+
+    def apply(self, white, shape=None):
+        flat = white.reshape(white.shape[0], -1)
+        scale_tril_t = self._on("scale_tril.T", white, lambda: self.scale_tril.T)
+        return (flat @ scale_tril_t).reshape(white.shape)
+
+    def covariance(self, event_shape):
+        self.check_shape(event_shape)
+        return self.cov.clone()
+
+    def apply_ops(self, event_shape):
+        return float(self.size) ** 2
+
+    def __repr__(self):
+        return f"Dense(d={self.size})"
+
+
+def _check_square(matrix, name):
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+        raise ValueError(f"dense: {name} must be a square (d, d) matrix, got {tuple(matrix.shape)}")

@@ -1,0 +1,57 @@
+"""Diagonal noise: per-element or per-channel variances, S = diag(v)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import NoiseFamily, as_float64
+
+
+class Diagonal(NoiseFamily):
+    """L e = sqrt(v) * e with v >= 0 broadcast to the event shape.
+
+    Args:
+        variance: the variances v, a tensor that broadcasts to the event shape (batch
+            excluded), e.g. shape (C, 1, 1) for per-channel or (C, H, W) per element.
+            Kept as given (no normalisation).
+    """
+
+    name = "diagonal"
+    eigenbasis = "identity"
+
+    def __init__(self, variance):
+        v = as_float64(variance, "variance", self.name)
+        if (v < 0).any():
+            raise ValueError(
+                f"diagonal: variances must be >= 0, got a minimum of {v.min().item():.6g}"
+            )
+        self.var = v
+        self._scale = v.sqrt()
+
+    def check_shape(self, event_shape):
+        super().check_shape(event_shape)
+        try:
+            torch.broadcast_shapes(self.var.shape, tuple(event_shape))
+            ok = len(self.var.shape) <= len(event_shape)
+        except RuntimeError:
+            ok = False
+        if not ok or torch.broadcast_shapes(self.var.shape, tuple(event_shape)) != tuple(
+            event_shape
+        ):
+            raise ValueError(
+                f"diagonal: variance of shape {tuple(self.var.shape)} does not broadcast to "
+                f"the event shape {tuple(event_shape)} (batch excluded)"
+            )
+
+    def apply(self, white, shape=None):
+        return white * self._on("scale", white, lambda: self._scale)
+
+    def covariance(self, event_shape):
+        return torch.diag(self.variance(event_shape).flatten())
+
+    def variance(self, event_shape):
+        self.check_shape(tuple(event_shape))
+        return self.var.expand(tuple(event_shape)).clone()
+
+    def __repr__(self):
+        return f"Diagonal(variance of shape {tuple(self.var.shape)})"

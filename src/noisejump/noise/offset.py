@@ -1,0 +1,59 @@
+"""Offset noise: a per-sample, per-channel constant added to white noise.
+
+    x = (e + s e_c 1) / sqrt(1 + s^2),   S = (I + s^2 1 1^T) / (1 + s^2) per channel
+
+(Guttenberg 2023, "Diffusion with offset noise"; s is the offset strength, 0.1 there.)
+The channel axis is the event's first axis; the constant spans the others.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import F64, NoiseFamily, check_positive, event_size
+
+
+class Offset(NoiseFamily):
+    """White noise plus strength * one shared N(0, 1) per (sample, channel).
+
+    Args:
+        strength: s >= 0, the offset's standard deviation relative to the white part.
+        normalize: divide by sqrt(1 + s^2) for unit marginal variance (default True).
+    White shape: (B, C, prod(spatial) + 1); the last entry of each channel is e_c.
+    """
+
+    name = "offset"
+
+    def __init__(self, strength: float = 0.1, normalize: bool = True):
+        check_positive(strength, "strength", self.name, allow_zero=True)
+        self.strength = float(strength)
+        self.normalize = normalize
+        self._norm = 1 / math.sqrt(1 + self.strength**2) if normalize else 1.0
+
+    def check_shape(self, event_shape):
+        if len(event_shape) < 2:
+            raise ValueError(
+                f"offset: needs an event of shape (C, ...) with at least 2 dimensions "
+                f"(channels first), got {tuple(event_shape)}"
+            )
+
+    def white_shape(self, shape):
+        return (shape[0], shape[1], event_size(shape[2:]) + 1)
+
+    def apply(self, white, shape=None):
+        if shape is None:
+            raise ValueError("offset: apply needs the structured shape (its L is not square)")
+        n = white.shape[-1] - 1
+        x = white[..., :n] + self.strength * white[..., n:]
+        return (x * self._norm).reshape(shape)
+
+    def covariance(self, event_shape):
+        self.check_shape(event_shape)
+        n = event_size(event_shape[1:])
+        block = torch.eye(n, dtype=F64) + self.strength**2 * torch.ones(n, n, dtype=F64)
+        return torch.block_diag(*[block] * event_shape[0]) * self._norm**2
+
+    def __repr__(self):
+        return f"Offset(strength={self.strength}, normalize={self.normalize})"

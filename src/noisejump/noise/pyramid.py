@@ -1,0 +1,130 @@
+"""Pyramid (multi-resolution) noise: white noise at resolutions H/r^k, upsampled, summed.
+
+    x = D^{-1/2} sum_k discount^k Up_k e_k,   e_k ~ N(0, I) of shape (h_k, w_k),
+    h_k = max(1, floor(H / r^k)),   S = D^{-1/2} (sum_k discount^(2k) Up_k Up_k^T) D^{-1/2}
+
+with Up_k bilinear upsampling (align_corners=False) and D = diag of the bracket, so every
+position has unit variance: bilinear upsampling gives a variance that varies with position,
+which we normalise per position, analytically (DESIGN.md). Pyramid noise as in Whitaker
+2023 ("Multi-resolution noise for diffusion model training"), with a fixed ratio r.
+Up_k = U_k (x) V_k is separable; U_k is PyTorch's bilinear rule written as a matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import F64, NoiseFamily, check_positive
+
+
+def bilinear_matrix(size_out: int, size_in: int) -> torch.Tensor:
+    """The (size_out, size_in) matrix of 1-D linear upsampling, align_corners=False:
+    source x = (i + 0.5) size_in / size_out - 0.5, clamped at 0; weights 1 - frac, frac."""
+    i = torch.arange(size_out, dtype=F64)
+    source = ((i + 0.5) * (size_in / size_out) - 0.5).clamp(min=0)
+    low = source.floor().long().clamp(max=size_in - 1)
+    high = (low + 1).clamp(max=size_in - 1)
+    frac = source - low
+    matrix = torch.zeros(size_out, size_in, dtype=F64)
+    matrix[i.long(), low] += 1 - frac
+    matrix[i.long(), high] += frac
+    return matrix
+
+
+class Pyramid(NoiseFamily):
+    """Multi-resolution noise over the last two event axes (H, W).
+
+    Args:
+        ratio: r > 1, the resolution ratio between levels (2 halves H and W each level).
+        discount: the amplitude of level k is discount^k, in (0, 1].
+        levels: the number of levels (default: until a side reaches 1).
+        normalize: unit variance at every position (default True).
+    White shape: (B, *event[:-2], sum_k h_k w_k), the levels' white noise concatenated.
+    """
+
+    name = "pyramid"
+
+    def __init__(self, ratio: float = 2.0, discount: float = 0.8, levels=None, normalize=True):
+        check_positive(ratio, "ratio", self.name)
+        if ratio <= 1:
+            raise ValueError(f"pyramid: ratio must be > 1, got {ratio!r}")
+        if isinstance(discount, bool) or not 0 < discount <= 1:
+            raise ValueError(f"pyramid: discount must be in (0, 1], got {discount!r}")
+        if levels is not None and (not isinstance(levels, int) or levels < 1):
+            raise ValueError(f"pyramid: levels must be a positive int or None, got {levels!r}")
+        self.ratio, self.discount, self.levels = float(ratio), float(discount), levels
+        self.normalize = normalize
+        self._cache: dict = {}
+
+    def check_shape(self, event_shape):
+        if len(event_shape) < 2:
+            raise ValueError(
+                f"pyramid: needs an event with two spatial axes (..., H, W), got "
+                f"{tuple(event_shape)}"
+            )
+
+    def sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """(h_k, w_k) for each level k."""
+        sizes = []
+        for k in range(self.levels or 64):
+            h = max(1, math.floor(height / self.ratio**k))
+            w = max(1, math.floor(width / self.ratio**k))
+            sizes.append((h, w))
+            if self.levels is None and (h == 1 or w == 1):
+                break
+        return sizes
+
+    def _std(self, height: int, width: int) -> torch.Tensor:
+        """sqrt of diag(sum_k discount^(2k) Up_k Up_k^T): (H, W), float64, cached."""
+        key = (height, width)
+        if key not in self._cache:
+            var = torch.zeros(height, width, dtype=F64)
+            for k, (h, w) in enumerate(self.sizes(height, width)):
+                row = (bilinear_matrix(height, h) ** 2).sum(1)
+                col = (bilinear_matrix(width, w) ** 2).sum(1)
+                var += self.discount ** (2 * k) * torch.outer(row, col)
+            self._cache[key] = var.sqrt() if self.normalize else torch.ones_like(var)
+        return self._cache[key]
+
+    def white_shape(self, shape):
+        n = sum(h * w for h, w in self.sizes(shape[-2], shape[-1]))
+        return (*shape[:-2], n)
+
+    def apply(self, white, shape=None):
+        if shape is None:
+            raise ValueError("pyramid: apply needs the structured shape (its L is not square)")
+        height, width = shape[-2], shape[-1]
+        flat = white.reshape(-1, 1, white.shape[-1])  # (N, 1, sum h_k w_k)
+        total, start = None, 0
+        for k, (h, w) in enumerate(self.sizes(height, width)):
+            level = flat[..., start : start + h * w].reshape(-1, 1, h, w)
+            start += h * w
+            if (h, w) != (height, width):
+                level = F.interpolate(level, size=(height, width), mode="bilinear")
+            level = level * self.discount**k
+            total = level if total is None else total + level
+        std = self._on(("std", height, width), white, lambda: self._std(height, width))
+        return (total / std).reshape(shape)
+
+    def covariance(self, event_shape):
+        self.check_shape(event_shape)
+        height, width = event_shape[-2:]
+        block = torch.zeros(height * width, height * width, dtype=F64)
+        for k, (h, w) in enumerate(self.sizes(height, width)):
+            rows, cols = bilinear_matrix(height, h), bilinear_matrix(width, w)
+            block += self.discount ** (2 * k) * torch.kron(rows @ rows.T, cols @ cols.T)
+        inv_std = 1 / self._std(height, width).flatten()
+        block = inv_std[:, None] * block * inv_std[None, :]
+        return torch.block_diag(*[block] * math.prod(event_shape[:-2]))
+
+    def apply_ops(self, event_shape):
+        return 4.0 * math.prod(event_shape) * len(self.sizes(*event_shape[-2:]))
+
+    def __repr__(self):
+        return (
+            f"Pyramid(ratio={self.ratio}, discount={self.discount}, levels={self.levels}, "
+            f"normalize={self.normalize})"
+        )

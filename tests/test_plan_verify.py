@@ -1,0 +1,142 @@
+"""The plan (which path, why, what it costs), q_sample following it, verify and its CLI.
+
+verify's statistical half uses ALPHA = 1e-3 as the false-alarm rate of the whole check;
+each passing check is paired with negative controls at the same n and seed: a sampler
+whose variance is 1.05 x too large, and one that drops the correlation.
+"""
+
+import math
+
+import pytest
+import torch
+
+import noisejump as nj
+from noisejump.cli import main
+from noisejump.noise import Colored, available, get_noise
+from noisejump.processes import BlurringProcess, LinearGaussianChain, MixtureProcess
+
+SCHEDULE = nj.get_schedule("linear", 1000)
+
+
+def plan_of(noise, t, shape=(4, 3, 16, 16), **kwargs):
+    return nj.ForwardProcess(SCHEDULE, noise, **kwargs).plan(t, shape)
+
+
+def test_plan_paths_and_reasons():
+    assert plan_of("isotropic", 500).path == "closed"
+    pink = plan_of("pink", 500)
+    assert (pink.path, pink.cost, pink.draws) == ("closed", "O(d log d)", 1)
+    assert "fixed S" in pink.reason and pink.chain_ops_per_sample > 100 * pink.ops_per_sample
+    per_element = torch.tensor([3, 3, 7, 9]).reshape(1, 1, 1, 4).expand(4, 3, 16, 4)
+    increments = plan_of("pink", per_element, (4, 3, 16, 4))
+    assert (increments.path, increments.draws) == ("increments", 3)
+    assert "not a multiple of S" in increments.reason
+    diagonal = get_noise("diagonal", variance=torch.ones(3, 1, 1))
+    assert plan_of(diagonal, per_element, (4, 3, 16, 4)).path == "closed"
+    forced = plan_of("pink", 500, path="chain")
+    assert (forced.path, forced.draws) == ("chain", 501) and "forced" in forced.reason
+
+
+def test_plan_prints_path_reason_and_cost():
+    text = str(plan_of("offset", 999))
+    for part in ("path: closed", "why:", "cost per sample: O(d)", "the chain:", "1e+03x more"):
+        assert part in text
+
+
+def test_time_varying_plans():
+    steps = SCHEDULE.num_steps
+    weights = torch.stack([torch.ones(steps), torch.linspace(0, 1, steps)], 1)
+    mixture = MixtureProcess(SCHEDULE, [get_noise("isotropic"), get_noise("pink")], weights)
+    assert mixture.plan(10, (2, 1, 8, 8)).path == "mixture"
+    assert "per frequency" in mixture.plan(10).reason
+    mixed_bases = MixtureProcess(SCHEDULE, [get_noise("offset"), get_noise("pink")], weights)
+    assert "dense d x d solve" in mixed_bases.plan(10).reason
+    assert BlurringProcess(SCHEDULE).plan(10, (2, 1, 8, 8)).path == "per-mode"
+    chain = LinearGaussianChain(50, lambda k, x: 0.9 * x, lambda k, e: 0.1 * e)
+    small = chain.plan(10, (2, 4, 8, 8))
+    assert small.path == "dense" and small.memory_bytes == 5 * 256**2 * 8
+    assert "MiB" in str(small)
+    big = chain.plan(10, (2, 3, 32, 32))
+    assert big.path == "chain" and "d = 3072" in big.reason and big.draws == 11
+
+
+def test_q_sample_follows_the_plan(monkeypatch):
+    process = nj.ForwardProcess(SCHEDULE, get_noise("pink"))
+
+    def no_chain(*args):
+        raise RuntimeError("the chain ran")
+
+    monkeypatch.setattr(process, "_chain", no_chain)
+    process.q_sample(torch.zeros(2, 1, 8, 8), 999)  # closed-form plan: no chain
+    process.path = "chain"
+    with pytest.raises(RuntimeError, match="the chain ran"):
+        process.q_sample(torch.zeros(2, 1, 8, 8), 3)
+
+
+def test_bad_path_is_refused():
+    with pytest.raises(ValueError, match=r"path must be one of \('auto', 'chain'\)"):
+        nj.ForwardProcess(SCHEDULE, "pink", path="fast")
+
+
+class TooWide(Colored):
+    """Pink noise with 1.05 x the variance its covariance claims."""
+
+    def apply(self, white, shape=None):
+        return super().apply(white, shape) * math.sqrt(1.05)
+
+
+class Uncorrelated(Colored):
+    """Claims pink noise's covariance, draws white noise: correlation dropped."""
+
+    def apply(self, white, shape=None):
+        return white
+
+
+# verify's statistical half at a size where variance x 1.05 is ~8 standard errors away
+STAT = {"stat_shape": (1, 16, 16), "n": 200}
+
+
+@pytest.mark.parametrize("t", [20, 60])
+def test_verify_passes_a_correct_process(t):
+    report = nj.verify(nj.ForwardProcess(SCHEDULE, "pink"), t, **STAT)
+    assert report.passed, str(report)
+    assert "verdict: PASS" in str(report)
+
+
+@pytest.mark.parametrize("wrong", [TooWide, Uncorrelated])
+def test_verify_rejects_a_wrong_sampler(wrong):
+    report = nj.verify(nj.ForwardProcess(SCHEDULE, wrong(1.0)), 60, **STAT)
+    assert not report.exact_ok and not report.statistical_ok, str(report)
+    assert "verdict: FAIL" in str(report)
+
+
+def test_verify_statistics_reject_a_wrong_chain():
+    """A chain whose steps are 1.05 x too noisy: exact check and statistics both catch it."""
+    process = BlurringProcess(SCHEDULE)
+    step = process._chain_step
+    process._chain_step = lambda x, k, white: step(x, k, white * math.sqrt(1.05))
+    report = nj.verify(process, 60, **STAT)
+    assert report.exact_errors["covariance: chain/law"] > 0.01
+    assert min(v for k, v in report.pvalues.items() if k.startswith("chain")) < report.threshold
+
+
+def test_cli_verify_lists_and_checks(capsys):
+    assert main(["verify", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in available())
+    assert main(["verify", "--noise", "frames-mixed", "--per-element", "--n", "50"]) == 0
+    assert "verdict: PASS" in capsys.readouterr().out
+    assert main(["verify", "--noise", "pink", "--alpha", "2"]) == 2
+    assert "alpha must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_verify_refuses_bad_arguments():
+    process = nj.ForwardProcess(SCHEDULE, "pink")
+    with pytest.raises(ValueError, match=r"t must be an int in \[0, 999\], got 5000"):
+        nj.verify(process, 5000)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        nj.verify(process, 10, alpha=0.0)
+    with pytest.raises(ValueError, match="two spatial axes"):
+        nj.verify(process, 10, exact_shape=(16,))
+    with pytest.raises(ValueError, match="per_element needs a ForwardProcess"):
+        nj.verify(BlurringProcess(SCHEDULE), 10, per_element=True)
