@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from . import __version__
-from .commands import bench
+from .commands import bench, sample, train
 
-COMMANDS = (bench,)
+COMMANDS = (bench, train, sample)
 
 
 def build_parser() -> argparse.ArgumentParser:
