@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from . import __version__
-from .commands import bench, sample, train
+from .commands import bench, evaluate, sample, train
 
-COMMANDS = (bench, train, sample)
+COMMANDS = (bench, train, sample, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
