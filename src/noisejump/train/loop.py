@@ -5,8 +5,8 @@ One optimiser step on the global batch of B samples (B / W per rank):
     g      global sample indices step * B + position (data.py)
     x0     the images the data order assigns to g
     t, w   timesteps and importance weights from keyed uniforms (timesteps.py)
-    e      structured noise keyed by (seed, g, step) (keyed.py)
-    x_t    process.q_sample(x0, t, noise=e): the exact O(1) jump
+    x_t, e process.q_sample(x0, t, seed=seed, keys=(g, step)): the exact O(1) jump with
+           counter-based noise keyed by sample and step (keyed.py, noisejump.rng)
     loss   mean_b  w_b lambda(t_b) |f(x_t, t)_b - target_b|^2 / d   (objective.py)
 
 With DDP each rank averages over its B / W samples and DDP averages the gradients over
@@ -28,7 +28,7 @@ import torch
 
 from . import checkpoint, data, distributed
 from .config import TrainConfig, check_resume_config
-from .keyed import keyed_noise, keyed_uniform
+from .keyed import keyed_uniform, sample_keys
 from .objective import loss_weights, target
 from .timesteps import TimestepSampler
 
@@ -95,14 +95,14 @@ def _train(config, run_dir, resume, progress, world, device) -> dict:
         step_start = time.perf_counter()
         indices = data.global_indices(step, config.batch_size, world.rank, world.size)
         x0 = images[order.image_indices(indices)].to(device)
+        keys = sample_keys(indices, step)
         t, w = sampler.sample(
-            keyed_uniform(config.seed, indices, step),
+            keyed_uniform(config.seed, keys),
             indices - step * config.batch_size,
             config.batch_size,
         )
-        noise = keyed_noise(process.noise, config.seed, indices, step, x0.shape[1:]).to(device)
         t = t.to(device)
-        x_t, noise = process.q_sample(x0, t, noise=noise)
+        x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
         goal = target(process, x0, noise, t, config.prediction)
         weight = (
             w
