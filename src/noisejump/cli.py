@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from . import __version__
-from .commands import bench, evaluate, sample, train
+from .commands import bench, evaluate, sample, schedules, show, train
 
-COMMANDS = (bench, train, sample, evaluate)
+COMMANDS = (bench, train, sample, evaluate, show, schedules)
 
 
 def build_parser() -> argparse.ArgumentParser:

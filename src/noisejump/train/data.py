@@ -114,7 +114,14 @@ def _resize_crop(image, size: int):
 
 def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) to float32 (N, C, H, W) in [-1, 1]."""
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+    return (
+        torch.from_numpy(np.array(pixels))
+        .permute(0, 3, 1, 2)
+        .float()
+        .div(127.5)
+        .sub(1.0)
+        .contiguous()
+    )
 
 
 class DataOrder:
