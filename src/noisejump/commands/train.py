@@ -205,6 +205,13 @@ def add_parser(subparsers) -> None:
         default=d.final_samples,
         help=f"DDIM samples in samples.png at the end, 0 for none (default: {d.final_samples})",
     )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads per process (default: PyTorch's choice; on a busy "
+        "machine 1 can be many times faster than 2)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=run)
 
@@ -213,6 +220,10 @@ def run(args) -> int:
     from ..train.config import TrainConfig
     from ..train.loop import train
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     config = TrainConfig(
         data=args.data,
         image_size=args.image_size,

@@ -60,11 +60,10 @@ def score_digits(samples: torch.Tensor) -> dict:
     from sklearn.svm import SVC
 
     train_images, train_labels, held_images, held_labels = digits_split()
-    flat = lambda x: x.reshape(len(x), -1).double().numpy()  # noqa: E731
     samples_flat, train_flat, held_flat = (
-        flat(samples.clamp(-1, 1)),
-        flat(train_images),
-        flat(held_images),
+        _flat(samples.clamp(-1, 1)),
+        _flat(train_images),
+        _flat(held_images),
     )
     subset = torch.randperm(len(train_flat), generator=torch.Generator().manual_seed(SUBSET_SEED))
     subset = train_flat[subset[: min(len(samples_flat), len(train_flat))].numpy()]
@@ -94,6 +93,10 @@ def score_digits(samples: torch.Tensor) -> dict:
         "all ten digits": all(count > 0 for count in histogram),
     }
     return scores
+
+
+def _flat(images: torch.Tensor) -> np.ndarray:
+    return images.reshape(len(images), -1).double().numpy()
 
 
 def evaluate_run(
