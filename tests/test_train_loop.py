@@ -42,7 +42,9 @@ def test_loss_decreases_on_digits_and_not_without_learning(tmp_path):
 
 def test_resume_equals_uninterrupted_run(tmp_path):
     config = tiny_config(steps=8, checkpoint_every=4)
+    rng_state = torch.get_rng_state()
     train(config, tmp_path / "whole", progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # the caller's RNG is untouched
     train(tiny_config(steps=4, checkpoint_every=4), tmp_path / "split", progress=False)
     summary = train(config, tmp_path / "split", resume=True, progress=False)
     assert summary["resumed_from"] == 4

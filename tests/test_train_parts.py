@@ -133,3 +133,12 @@ def test_unet_shapes_and_zero_initial_output():
     assert out.shape == x.shape and torch.count_nonzero(out) == 0
     with pytest.raises(ValueError, match="divisible by 2"):
         UNet(channel_mult=(1, 2, 2, 2), image_size=12)
+
+
+def test_photo_crops_are_fixed_rgb_images_in_range():
+    photos = data.load_images("photos", image_size=16)
+    assert photos.shape == (data.PHOTO_CROPS, 3, 16, 16) and photos.dtype == torch.float32
+    assert photos.min() >= -1 and photos.max() <= 1 and photos.std() > 0.1
+    assert torch.equal(data.load_images("photos", image_size=16)[:4], photos[:4])
+    with pytest.raises(ValueError, match="image_size for digits is 8"):
+        data.load_images("digits", image_size=16)

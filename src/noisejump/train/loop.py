@@ -60,8 +60,9 @@ def _train(config, run_dir, resume, progress, world, device) -> dict:
         )
     images = data.load_images(config.data, config.image_size)
     process = config.build_process()
-    torch.manual_seed(config.seed)  # the initial weights; every other draw is keyed
-    model = config.build_model(tuple(images.shape[1:])).to(device)
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG stays untouched
+        torch.manual_seed(config.seed)  # the initial weights; every other draw is keyed
+        model = config.build_model(tuple(images.shape[1:])).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     sampler = TimestepSampler(config.timestep_sampler, process.num_steps)
