@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
         description=(
             "Writes a grid of x_t of IMAGE at the --steps (columns). Rows, in pairs: the "
             "closed form x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) L e (one O(1) "
-            "jump, keyed noise) and the step-by-step chain (t + 1 steps), for isotropic "
+            "jump) and the step-by-step chain (t + 1 steps), for isotropic "
             "noise, a coloured noise family (--colour, when the library has one) and the "
             "blurring process (when the library has one). The two rows of a pair use "
             "different draws of the same law."
