@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from . import __version__
-from .commands import bench, verify
+from .commands import bench, evaluate, sample, schedules, show, train, verify
 
-COMMANDS = (bench, verify)
+COMMANDS = (train, sample, evaluate, show, schedules, verify, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,51 @@
+"""``noisejump schedules``: plot abar and log-SNR of the named schedules."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..schedules import get_schedule, schedule_names
+from ._types import positive_int
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "schedules",
+        help="plot alpha_bar and log-SNR of noise schedules to a PNG",
+        description=(
+            "Plots alpha_bar_t (the signal power of x_t) and log SNR_t = log(alpha_bar_t / "
+            "(1 - alpha_bar_t)) against t for each NAME (default: all named schedules). "
+            "With --zero-terminal-snr each is rescaled (Lin et al. 2023); its last log-SNR, "
+            "-inf, is left off the plot."
+        ),
+        epilog="examples:\n  noisejump schedules\n"
+        "  noisejump schedules linear cosine --zero-terminal-snr --out zero-snr.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        choices=[[], *schedule_names()],
+        help=f"schedules to plot, of {', '.join(schedule_names())}",
+    )
+    p.add_argument("--diffusion-steps", type=positive_int, default=1000, help="T (default: 1000)")
+    p.add_argument(
+        "--zero-terminal-snr",
+        action="store_true",
+        help="rescale each schedule to zero terminal SNR",
+    )
+    p.add_argument("--out", default="schedules.png", help="PNG path (default: schedules.png)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..train.pictures import plot_schedules
+
+    names = args.names or [n for n in schedule_names() if n != "squaredcos_cap_v2"]
+    schedules = [
+        get_schedule(n, args.diffusion_steps, rescale_zero_terminal_snr=args.zero_terminal_snr)
+        for n in names
+    ]
+    print(plot_schedules(schedules, args.out))
+    return 0

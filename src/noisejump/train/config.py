@@ -1,0 +1,140 @@
+"""The configuration of a training run, and the model and process it describes.
+
+Units: ``steps`` are optimiser steps; ``batch_size`` is the global batch (all ranks
+together); ``ema_halflife_ksamples`` is the EMA half-life in thousands of training samples
+(as EDM's ``ema_halflife_kimg``); ``lr`` is AdamW's learning rate after a linear warm-up of
+``warmup_steps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..noise import available as noise_names
+from ..noise import get_noise
+from ..process import PREDICTIONS, ForwardProcess
+from ..schedules import get_schedule, schedule_names
+from .objective import WEIGHTINGS, check_prediction
+from .timesteps import SAMPLERS
+from .unet import UNet
+
+
+@dataclass
+class TrainConfig:
+    data: str = "digits"
+    image_size: int | None = None
+    schedule: str = "linear"
+    diffusion_steps: int = 1000
+    zero_terminal_snr: bool = False
+    noise: str = "isotropic"
+    prediction: str = "epsilon"
+    weighting: str = "uniform"
+    snr_gamma: float = 5.0
+    timestep_sampler: str = "uniform"
+    channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 2)
+    num_blocks: int = 1
+    attention_resolutions: tuple[int, ...] | None = None
+    steps: int = 4000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    ema_halflife_ksamples: float = 25.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = True
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    final_samples: int = 64
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training config key(s) {sorted(unknown)}")
+        values = dict(values)
+        for key in ("channel_mult", "attention_resolutions"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field, its value and what is allowed."""
+        if self.schedule not in schedule_names():
+            raise ValueError(f"schedule must be one of {schedule_names()}, got {self.schedule!r}")
+        if self.noise not in noise_names():
+            raise ValueError(f"noise must be one of {noise_names()}, got {self.noise!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.timestep_sampler not in SAMPLERS:
+            raise ValueError(
+                f"timestep_sampler must be one of {SAMPLERS}, got {self.timestep_sampler!r}"
+            )
+        for name in (
+            "diffusion_steps",
+            "channels",
+            "num_blocks",
+            "steps",
+            "batch_size",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "snr_gamma", "ema_halflife_ksamples", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.warmup_steps < 0 or self.final_samples < 0:
+            raise ValueError("warmup_steps and final_samples must be >= 0")
+        if not self.channel_mult or min(self.channel_mult) < 1:
+            raise ValueError(f"channel_mult must be positive integers, got {self.channel_mult}")
+        check_prediction(self.prediction, self.build_schedule())
+
+    def build_schedule(self):
+        return get_schedule(
+            self.schedule, self.diffusion_steps, rescale_zero_terminal_snr=self.zero_terminal_snr
+        )
+
+    def build_process(self) -> ForwardProcess:
+        return ForwardProcess(self.build_schedule(), get_noise(self.noise))
+
+    def build_model(self, image_shape: tuple[int, int, int]) -> UNet:
+        channels, height, width = image_shape
+        if height != width:
+            raise ValueError(f"images must be square, got {height}x{width}")
+        attention = self.attention_resolutions
+        if attention is None:  # the lowest resolution of the U-Net
+            attention = (height // 2 ** (len(self.channel_mult) - 1),)
+        return UNet(
+            in_channels=channels,
+            channels=self.channels,
+            channel_mult=self.channel_mult,
+            num_blocks=self.num_blocks,
+            attention_resolutions=attention,
+            image_size=height,
+        )
+
+
+#: Keys a resumed run may change: they schedule the run, they do not change its maths.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "final_samples", "device")
+
+
+def check_resume_config(saved: dict, config: TrainConfig, path) -> None:
+    """ValueError listing every key where ``config`` differs from a checkpoint's config."""
+    current = config.to_json()
+    saved = TrainConfig.from_json(saved).to_json()
+    differ = [k for k in current if k not in RESUMABLE_CHANGES and current[k] != saved[k]]
+    if differ:
+        details = ", ".join(f"{k}: checkpoint {saved[k]!r} vs now {current[k]!r}" for k in differ)
+        raise ValueError(
+            f"checkpoint {str(path)!r} was written by another config ({details}); resume with "
+            "the same options or start a new run folder"
+        )

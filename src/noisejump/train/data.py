@@ -1,0 +1,156 @@
+"""Built-in data sets and the keyed data order. Nothing is downloaded.
+
+Data sets (``load_images(spec)``), every image scaled to [-1, 1], shape (N, C, H, W):
+
+    digits        scikit-learn's bundled 8x8 handwritten digits (1797), 1 channel; the
+                  training split of a fixed split (``digits_split``)
+    photos        random crops of scikit-learn's two bundled sample photos, 3 channels
+    folder:PATH   every PNG/JPEG in PATH, resized (shorter side) and centre-cropped
+
+Data order: the global sample index g = step * global_batch + position. Sample g is image
+``perm_e[g mod N]`` of the permutation of epoch e = g div N, drawn from (seed, e). The order
+is thus a function of (seed, step): a checkpoint stores nothing more, a resumed run and a
+run on any number of ranks read the same images, and rank r reads positions
+[r B/W, (r+1) B/W) of each global batch (a distributed sampler without state).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("digits", "photos", "folder:PATH")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: The fixed held-out split of the digits: 297 images chosen by this seed; 1500 remain.
+DIGITS_SPLIT_SEED = 0
+DIGITS_HELD_OUT = 297
+PHOTO_CROPS = 2048
+
+
+def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train_images, train_labels, held_out_images, held_out_labels) of the 8x8 digits.
+
+    Images in [-1, 1] (pixel / 8 - 1), shape (N, 1, 8, 8); the split is fixed.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
+    held, train = order[:DIGITS_HELD_OUT], order[DIGITS_HELD_OUT:]
+    return images[train], labels[train], images[held], labels[held]
+
+
+def load_images(spec: str, image_size: int | None = None) -> torch.Tensor:
+    """The images of data set ``spec`` (see the module docstring), float32 in [-1, 1].
+
+    ``image_size`` applies to ``photos`` (default 32) and ``folder:PATH`` (default 32);
+    the digits are always 8x8.
+    """
+    if spec == "digits":
+        if image_size not in (None, 8):
+            raise ValueError(f"image_size for digits is 8, got {image_size}")
+        return digits_split()[0]
+    if spec == "photos":
+        return _photo_crops(image_size or 32)
+    if spec.startswith("folder:"):
+        return _folder(spec[len("folder:") :], image_size or 32)
+    raise ValueError(f"unknown data set {spec!r}; choose one of {DATASETS}")
+
+
+def _photo_crops(size: int) -> torch.Tensor:
+    """``PHOTO_CROPS`` random square crops (side 2-4 x size) resized to ``size``, seed 0."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(0)
+    crops = []
+    for _ in range(PHOTO_CROPS):
+        photo = photos[rng.integers(len(photos))]
+        side = int(rng.integers(2 * size, 4 * size + 1))
+        top = int(rng.integers(photo.shape[0] - side + 1))
+        left = int(rng.integers(photo.shape[1] - side + 1))
+        crop = Image.fromarray(photo[top : top + side, left : left + side])
+        crops.append(np.asarray(crop.resize((size, size), Image.BICUBIC)))
+    return _to_tensor(np.stack(crops))
+
+
+def _folder(path: str, size: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"image folder {str(folder)!r} does not exist or is not a directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(
+            f"image folder {str(folder)!r} contains no images; expected files ending in "
+            f"{', '.join(IMAGE_SUFFIXES)} (case-insensitive)"
+        )
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                images.append(np.asarray(_resize_crop(image.convert("RGB"), size)))
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"cannot read image {str(file)!r}: {error}") from None
+    return _to_tensor(np.stack(images))
+
+
+def _resize_crop(image, size: int):
+    """Resize so the shorter side is ``size``, then crop the centre size x size."""
+    from PIL import Image
+
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) to float32 (N, C, H, W) in [-1, 1]."""
+    return (
+        torch.from_numpy(np.array(pixels))
+        .permute(0, 3, 1, 2)
+        .float()
+        .div(127.5)
+        .sub(1.0)
+        .contiguous()
+    )
+
+
+class DataOrder:
+    """Which image each global sample index reads: epoch-wise permutations from the seed."""
+
+    def __init__(self, num_images: int, seed: int):
+        self.num_images = num_images
+        self.seed = seed
+        self._permutations: dict[int, torch.Tensor] = {}
+
+    def image_indices(self, global_indices: torch.Tensor) -> torch.Tensor:
+        epochs = global_indices // self.num_images
+        positions = global_indices % self.num_images
+        out = torch.empty_like(global_indices)
+        for epoch in epochs.unique().tolist():
+            chosen = epochs == epoch
+            out[chosen] = self._permutation(epoch)[positions[chosen]]
+        return out
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._permutations:
+            self._permutations.clear()  # only the current epoch (and its successor) is live
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._permutations[epoch] = torch.randperm(self.num_images, generator=generator)
+        return self._permutations[epoch]
+
+
+def global_indices(step: int, global_batch: int, rank: int, world_size: int) -> torch.Tensor:
+    """The global sample indices rank ``rank`` trains on at ``step`` (int64, (B / W,))."""
+    local = global_batch // world_size
+    start = step * global_batch + rank * local
+    return torch.arange(start, start + local, dtype=torch.int64)

@@ -1,0 +1,139 @@
+"""PNG pictures: image grids (Pillow) and plots (matplotlib, headless "Agg" backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] to uint8 (N, H, W, C)."""
+    pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round()
+    return pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def grid(
+    images: torch.Tensor, columns: int | None = None, scale: int | None = None, pad: int = 1
+) -> np.ndarray:
+    """A uint8 (H', W', 3) mosaic of images in [-1, 1], row-major, upscaled ``scale`` x
+    (nearest; default: up to about 32 pixels per image side)."""
+    n, _, h, w = images.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    scale = scale or max(1, 32 // max(h, w))
+    tiles = to_uint8(images)
+    if tiles.shape[-1] == 1:
+        tiles = np.repeat(tiles, 3, axis=-1)
+    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+    th, tw = h * scale, w * scale
+    out = np.full((rows * (th + pad) + pad, columns * (tw + pad) + pad, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        out[
+            pad + r * (th + pad) : pad + r * (th + pad) + th,
+            pad + c * (tw + pad) : pad + c * (tw + pad) + tw,
+        ] = tile
+    return out
+
+
+def save_grid(images: torch.Tensor, path, columns: int | None = None) -> Path:
+    from PIL import Image
+
+    Image.fromarray(grid(images, columns)).save(path)
+    return Path(path)
+
+
+def plot_losses(losses, path) -> Path:
+    """Training loss per step and its running mean over 50 steps, log scale."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    steps = np.arange(1, len(losses) + 1)
+    axes.plot(steps, losses, lw=0.5, alpha=0.4, label="loss")
+    if len(losses) >= 50:
+        running = np.convolve(losses, np.ones(50) / 50, mode="valid")
+        axes.plot(steps[49:], running, lw=1.5, label="mean of 50 steps")
+    axes.set_yscale("log")
+    axes.set_xlabel("step")
+    axes.set_ylabel("training loss")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def load_image(path, size: int) -> torch.Tensor:
+    """An image file as (1, 3, size, size) float32 in [-1, 1] (shorter side resized, centre
+    crop); ValueError naming the file if it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .data import _resize_crop, _to_tensor
+
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(_resize_crop(image.convert("RGB"), size))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ValueError(f"image {str(path)!r} does not exist or is not a file") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
+    return _to_tensor(pixels[None])
+
+
+def plot_trajectories(rows: dict[str, torch.Tensor], steps, path, title: str = "") -> Path:
+    """A grid: one row per entry of ``rows`` (label -> (len(steps), C, H, W) in [-1, 1]),
+    one column per step."""
+    plt = _pyplot()
+    n_rows, n_cols = len(rows), len(steps)
+    figure, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols + 1.6, 1.35 * n_rows + 0.4),
+                                squeeze=False)  # fmt: skip
+    for r, (label, images) in enumerate(rows.items()):
+        tiles = to_uint8(images)
+        for c in range(n_cols):
+            axis = axes[r][c]
+            axis.imshow(tiles[c].squeeze(-1) if tiles.shape[-1] == 1 else tiles[c],
+                        cmap="gray", vmin=0, vmax=255, interpolation="nearest")  # fmt: skip
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if r == 0:
+                axis.set_title(f"t = {steps[c]}", fontsize=8)
+            if c == 0:
+                axis.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_schedules(schedules, path) -> Path:
+    """abar_t and log-SNR_t = log(abar_t / (1 - abar_t)) against t, one line per schedule."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for schedule in schedules:
+        steps = np.arange(schedule.num_steps)
+        left.plot(steps, schedule.alphas_cumprod.numpy(), label=schedule.name)
+        log_snr = schedule.log_snr.numpy()
+        finite = np.isfinite(log_snr)  # -inf at a zero-terminal-SNR last step
+        right.plot(steps[finite], log_snr[finite], label=schedule.name)
+    left.set_xlabel("step t")
+    left.set_ylabel("alpha_bar_t (signal power)")
+    right.set_xlabel("step t")
+    right.set_ylabel("log SNR_t = log(alpha_bar / (1 - alpha_bar))")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)

@@ -1,0 +1,111 @@
+"""Samplers for a trained model f(x_t, t): ancestral DDPM and deterministic DDIM.
+
+Notation as in ``schedules.py``: signal_k = sqrt(abar_k), sigma_k = sqrt(1 - abar_k);
+x0_hat = predict_x0(x_k, f(x_k, k)), clipped to the data range [-1, 1].
+
+    ddpm  x_{k-1} ~ q(x_{k-1} | x_k, x0_hat): the exact posterior of the forward process,
+          mean and variance from ``ForwardProcess.q_posterior``, its noise drawn from the
+          process's noise family (correlated noise included) (Ho et al. 2020, eq. 6-7, Alg. 2)
+    ddim  on n evenly spaced steps k_n > ... > k_1 = 0, eta = 0:
+          e_hat = (x_k - signal_k x0_hat) / sigma_k,  x_j = signal_j x0_hat + sigma_j e_hat
+          (Song et al. 2021, arXiv 2010.02502, eq. 12 with sigma = 0)
+
+Both start from x_T ~ N(0, S) and are deterministic given the generator.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+@torch.no_grad()
+def ddpm_sample(
+    model, process, shape, *, prediction: str, generator: torch.Generator, device="cpu"
+) -> torch.Tensor:
+    """Ancestral sampling through all T steps; returns x0 samples (float32, ``shape``)."""
+    x = _prior(process, shape, generator, device)
+    for k in reversed(range(process.num_steps)):
+        x0_hat = _predict_x0(model, process, x, k, prediction)
+        mean, variance = process.q_posterior(x0_hat, x, k)
+        if k == 0:
+            return mean
+        noise = process.noise.sample(shape, generator=generator).to(device)
+        x = mean + variance.sqrt() * noise
+    return x
+
+
+@torch.no_grad()
+def ddim_sample(
+    model,
+    process,
+    shape,
+    *,
+    prediction: str,
+    generator: torch.Generator,
+    steps: int = 50,
+    device="cpu",
+) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) on ``steps`` evenly spaced steps; returns x0 samples."""
+    T = process.num_steps
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    keep = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
+    signal = process.schedule.sqrt_alphas_cumprod.tolist()
+    sigma = process.schedule.sqrt_one_minus_alphas_cumprod.tolist()
+    x = _prior(process, shape, generator, device)
+    for i in reversed(range(len(keep))):
+        k = keep[i]
+        x0_hat = _predict_x0(model, process, x, k, prediction)
+        if i == 0:
+            return x0_hat
+        e_hat = (x - signal[k] * x0_hat) / sigma[k]
+        j = keep[i - 1]
+        x = signal[j] * x0_hat + sigma[j] * e_hat
+    return x
+
+
+def sample(
+    model,
+    process,
+    shape,
+    *,
+    sampler: str,
+    prediction: str,
+    seed: int,
+    steps: int = 50,
+    device="cpu",
+) -> torch.Tensor:
+    """``ddpm_sample`` or ``ddim_sample`` with a CPU generator seeded by ``seed``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        if sampler == "ddpm":
+            return ddpm_sample(
+                model, process, shape, prediction=prediction, generator=generator, device=device
+            )
+        return ddim_sample(
+            model,
+            process,
+            shape,
+            prediction=prediction,
+            generator=generator,
+            steps=steps,
+            device=device,
+        )
+    finally:
+        model.train(was_training)
+
+
+def _prior(process, shape, generator, device) -> torch.Tensor:
+    return process.noise.sample(tuple(shape), generator=generator).to(device)
+
+
+def _predict_x0(model, process, x, k: int, prediction: str) -> torch.Tensor:
+    t = torch.full((x.shape[0],), k, dtype=torch.int64, device=x.device)
+    output = model(x, t).float()
+    return process.predict_x0(x, output, k, prediction).clamp(-1.0, 1.0)

@@ -1,0 +1,111 @@
+"""``noisejump train/sample/evaluate`` from the command line: help, outputs and errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _train_helpers import cli_args, tiny_config
+
+from noisejump.cli import main
+
+COMMANDS = ("train", "sample", "evaluate")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_describes_each_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: noisejump {command}" in text and "examples:" in text
+
+
+def test_train_help_lists_the_library_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for choice in ("isotropic", "epsilon", "min_snr", "stratified", "logit_normal", "importance"):
+        assert choice in text
+
+
+def _train(run_dir, *extra, config=None):
+    return main(["train", str(run_dir), "--quiet", *cli_args(config or tiny_config()), *extra])
+
+
+def test_train_then_sample_writes_png_and_tensor(tmp_path, capsys):
+    assert _train(tmp_path / "run", config=tiny_config(steps=4, final_samples=4)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    for name in ("losses.json", "loss.png", "samples.png", "summary.json"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    assert summary["steps"] == 4
+    out = tmp_path / "drawn"
+    assert main(["sample", str(tmp_path / "run"), "--num", "5", "--steps", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    assert Image.open(out.with_suffix(".png")).size[0] > 8
+    samples = load_file(str(out.with_suffix(".safetensors")))["samples"]
+    assert samples.shape == (5, 1, 8, 8) and samples.abs().max() <= 1
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_data_folder_errors(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    err = _error(capsys, ["train", str(tmp_path / "r1"), "--data", f"folder:{missing}"])
+    assert "does not exist" in err and str(missing) in err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    err = _error(capsys, ["train", str(tmp_path / "r2"), "--data", f"folder:{tmp_path / 'empty'}"])
+    assert "contains no images" in err and ".png" in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes(b"this is not a PNG")
+    err = _error(capsys, ["train", str(tmp_path / "r3"), "--data", f"folder:{tmp_path / 'bad'}"])
+    assert "cannot read image" in err and "broken.png" in err
+    err = _error(capsys, ["train", str(tmp_path / "r4"), "--data", "cifar"])
+    assert "unknown data set 'cifar'" in err
+
+
+def test_folder_of_images_trains(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "pictures").mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for i, suffix in enumerate((".png", ".JPG", ".jpeg")):
+        pixels = torch.randint(0, 256, (20 + 4 * i, 12, 3), generator=generator, dtype=torch.uint8)
+        Image.fromarray(pixels.numpy()).save(tmp_path / "pictures" / f"{i}{suffix}")
+    config = tiny_config(steps=2, batch_size=4)
+    assert _train(tmp_path / "run", "--data", f"folder:{tmp_path / 'pictures'}",
+                  "--image-size", "8", config=config) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+
+
+def test_run_folder_and_config_errors(tmp_path, capsys):
+    assert _train(tmp_path / "run", config=tiny_config(steps=4)) == 0
+    capsys.readouterr()
+    assert _train(tmp_path / "run", config=tiny_config(steps=8)) == 2
+    assert "not empty; pass --resume" in capsys.readouterr().err
+    assert _train(tmp_path / "run", "--resume", config=tiny_config(steps=8, channels=16)) == 2
+    assert "channels: checkpoint 8 vs now 16" in capsys.readouterr().err
+    err = _error(capsys, ["train", str(tmp_path / "z"), "--zero-terminal-snr"])
+    assert "use --prediction v" in err
+    err = _error(capsys, ["sample", str(tmp_path / "nothing")])
+    assert "no checkpoint in" in err
+    err = _error(capsys, ["evaluate", str(tmp_path / "nothing")])
+    assert "no checkpoint in" in err
+
+
+def test_out_of_range_options_are_refused_by_argparse(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tmp_path / "r"), "--steps", "0"])
+    assert exit_.value.code == 2
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path / "r"), "--noise", "purple"])
+    assert "invalid choice: 'purple'" in capsys.readouterr().err

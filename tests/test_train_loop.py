@@ -1,0 +1,142 @@
+"""The training loop: it learns, it resumes exactly, and its checkpoints survive crashes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from _train_helpers import cli_args, losses, tiny_config
+
+from noisejump.train import checkpoint
+from noisejump.train.loop import train
+
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the subprocesses run with one thread too: same float sums
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_loss_decreases_on_digits_and_not_without_learning(tmp_path):
+    # Deterministic (fixed seed, keyed draws): the loss of the zero-initialised model starts
+    # near E|e|^2 = 1. 40 steps must cut the mean of the last 10 losses below 70 % of the
+    # first 10; the control with lr = 1e-9 (no learning, same data and noise) must not.
+    config = tiny_config(steps=40, checkpoint_every=40)
+    trained = train(config, tmp_path / "learn", progress=False)
+    train(tiny_config(steps=40, checkpoint_every=40, lr=1e-9), tmp_path / "frozen", progress=False)
+    learn, still = losses(tmp_path / "learn"), losses(tmp_path / "frozen")
+    assert len(learn) == 40 and trained["steps"] == 40
+    first, last = sum(learn[:10]) / 10, sum(learn[-10:]) / 10
+    assert last < 0.7 * first, (first, last)
+    assert sum(still[-10:]) / 10 > 0.7 * sum(still[:10]) / 10
+    assert 0.0 < trained["noise_share"] < 1.0
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    config = tiny_config(steps=8, checkpoint_every=4)
+    rng_state = torch.get_rng_state()
+    train(config, tmp_path / "whole", progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # the caller's RNG is untouched
+    train(tiny_config(steps=4, checkpoint_every=4), tmp_path / "split", progress=False)
+    summary = train(config, tmp_path / "split", resume=True, progress=False)
+    assert summary["resumed_from"] == 4
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    whole, _ = checkpoint.load(checkpoint.latest(tmp_path / "whole"))
+    split, _ = checkpoint.load(checkpoint.latest(tmp_path / "split"))
+    for part in ("model", "ema", "optimizer"):
+        for name, tensor in whole[part].items():
+            assert torch.equal(tensor, split[part][name]), (part, name)
+
+
+def test_kill_9_right_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
+    config = tiny_config(steps=8, checkpoint_every=4)
+    train(config, tmp_path / "whole", progress=False)
+    command = [sys.executable, "-m", "noisejump", "train", str(tmp_path / "killed"), "--quiet"]
+    env = {**SUBPROCESS_ENV, checkpoint.KILL_AFTER_ENV: "4"}
+    killed = subprocess.run(command + cli_args(config), env=env, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert [p.name for p in checkpoint.complete_checkpoints(tmp_path / "killed")] == [
+        "step-00000004"
+    ]
+    assert not (tmp_path / "killed" / "losses.json").exists()
+    resumed = subprocess.run(
+        command + cli_args(config) + ["--resume"],
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
+
+
+def test_a_failed_checkpoint_write_keeps_the_earlier_one(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    config = tiny_config(steps=8, checkpoint_every=4)
+    real_save = safetensors.torch.save_file
+    calls = []
+
+    def disk_full_on_second_checkpoint(tensors, filename, *args, **kwargs):
+        calls.append(filename)
+        if len(calls) > len(checkpoint.TENSOR_FILES):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full_on_second_checkpoint)
+    with pytest.raises(OSError, match="earlier checkpoints are untouched"):
+        train(config, tmp_path / "run", progress=False)
+    root = checkpoint.checkpoint_dir(tmp_path / "run")
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000004"]  # no .tmp-* left
+    tensors, state = checkpoint.load(root / "step-00000004")
+    assert state["step"] == 4 and len(state["losses"]) == 4
+    monkeypatch.setattr(safetensors.torch, "save_file", real_save)
+    assert train(config, tmp_path / "run", resume=True, progress=False)["resumed_from"] == 4
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    train(
+        tiny_config(steps=6, checkpoint_every=2, keep_checkpoints=2), tmp_path / "r", progress=False
+    )
+    names = [p.name for p in checkpoint.complete_checkpoints(tmp_path / "r")]
+    assert names == ["step-00000004", "step-00000006"]
+
+
+def test_run_folder_errors(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty; pass --resume"):
+        train(tiny_config(), tmp_path / "busy", progress=False)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        train(tiny_config(), tmp_path / "fresh", resume=True, progress=False)
+    train(tiny_config(steps=4), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match=r"another config \(lr: checkpoint 0.002 vs now 0.001"):
+        train(tiny_config(steps=8, lr=1e-3), tmp_path / "run", resume=True, progress=False)
+
+
+def test_damaged_checkpoint_is_a_clear_error(tmp_path):
+    train(tiny_config(steps=4), tmp_path / "run", progress=False)
+    found = checkpoint.latest(tmp_path / "run")
+    (found / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="damaged or incomplete"):
+        checkpoint.load(found)
+
+
+def test_epsilon_prediction_refused_at_zero_terminal_snr(tmp_path):
+    with pytest.raises(ValueError, match="use --prediction v"):
+        train(tiny_config(zero_terminal_snr=True), tmp_path / "r", progress=False)
+    summary = train(
+        tiny_config(zero_terminal_snr=True, prediction="v", weighting="min_snr", steps=4),
+        tmp_path / "v",
+        progress=False,
+    )
+    assert all(torch.isfinite(torch.tensor(losses(tmp_path / "v"))))
+    assert summary["final_loss"] > 0
