@@ -100,6 +100,11 @@ class ForwardProcess:
         t + 1 steps. Runs in float32 (float64 for float64 x0), returns x0's dtype.
         """
         _check_sample(x0, "x0")
+        if getattr(self.schedule, "is_continuous", False):
+            raise TypeError(
+                f"q_sample_loop walks a discrete chain; {self.schedule!r} is continuous-time. "
+                "Compose exact jumps with q_sample_from over a time grid instead."
+            )
         t = self._steps(t, x0)
         cd = _compute_dtype(x0.dtype)
         x = x0.to(cd, copy=True)
@@ -155,6 +160,8 @@ class ForwardProcess:
         _check_sample(x_t, "x_t")
         _check_pair(x0, x_t, "x0", "x_t")
         t = self._steps(t, x_t)
+        if s is None and getattr(self.schedule, "is_continuous", False):
+            raise ValueError("q_posterior needs s (the earlier time) for a continuous-time process")
         s = t - 1 if s is None else self._steps(s, x_t, name="s", lowest=-1)
         self._check_order(s, t, x_t.device, strict=True)
         device, transition = x_t.device, self.schedule.transition
@@ -174,6 +181,23 @@ class ForwardProcess:
         t = self._steps(t, x0)
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         return _affine(signal, noise, -sigma, x0)
+
+    def flow_velocity(self, x0, noise):
+        """u = dx_t/dt = e - x0 for flow matching's x_t = (1 - t) x0 + t e (Lipman et al.
+        2022, arXiv 2210.02747, eq. 23; Liu et al. 2022, arXiv 2209.03003, eq. 1).
+
+        Not the v-prediction target (``v_target`` = (1 - t) e - t x0 on this path); only
+        defined for a flow-matching schedule. Returns x0's dtype, computed in float32.
+        """
+        if not getattr(self.schedule, "is_flow", False):
+            raise TypeError(
+                f"flow_velocity (e - x0) is the target of the flow-matching path; "
+                f"{self.schedule!r} is not one. Use v_target or FlowMatching()."
+            )
+        _check_sample(x0, "x0")
+        _check_noise(noise, x0)
+        cd = _compute_dtype(x0.dtype)
+        return (noise.to(cd) - x0.to(cd)).to(x0.dtype)
 
     def predict_x0(self, x_t, model_output, t, prediction: str = "epsilon"):
         """x0 from a model's output: ``epsilon``: (x_t - sigma_t e) / signal_t;
