@@ -1,0 +1,206 @@
+"""noisejump against the real diffusers schedulers.
+
+float32: the adapter's outputs equal diffusers' within |a - b| <= 1e-5 + 1e-5 |b| (the
+foundation's float32 tolerance, relative for the "sigma" schedulers whose sigma_T reaches
+1e2..1e4). bfloat16: on the same bf16 inputs, the adapter is closer to the float64 formula
+than diffusers, which casts alphas_cumprod to bf16 before taking square roots.
+"""
+
+import inspect
+import json
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+from noisejump.integrations.diffusers import SUPPORTED, DiffusersAdapter, from_diffusers  # noqa: E402
+
+# diffusers' numpy calls warn under numpy 2 (not ours to fix).
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+F64 = torch.float64
+T = 1000
+BETAS = {
+    "linear": {},
+    "scaled_linear": {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
+    "cosine": {"beta_schedule": "squaredcos_cap_v2"},
+    "sigmoid": {"beta_schedule": "sigmoid"},
+    "zero_snr": {"rescale_betas_zero_snr": True},
+}
+# diffusers' DPM-Solver/DEIS/UniPC add_noise is meant for img2img after set_timesteps: in
+# the training state it reads sigmas in reverse step order, so their reference is DDPM's
+# add_noise for the same config (the process they are trained with).
+REVERSED_IN_TRAINING = {
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "DEISMultistepScheduler",
+    "UniPCMultistepScheduler",
+}
+
+
+def configurations():
+    """Every (scheduler, beta config) that diffusers accepts and noisejump covers."""
+    cases = []
+    for kind in ("vp", "sigma"):
+        for name in SUPPORTED[kind]:
+            accepted = set(inspect.signature(getattr(diffusers, name)).parameters)
+            for label, config in BETAS.items():
+                if set(config) - accepted or (kind == "sigma" and label == "zero_snr"):
+                    continue
+                if label == "sigmoid" and name not in ("DDPMScheduler", "DDPMParallelScheduler"):
+                    continue  # only DDPM-type schedulers accept the sigmoid betas
+                cases.append(pytest.param(name, config, id=f"{name}-{label}"))
+    return cases
+
+
+def data(dtype=torch.float32, n=T, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(n, 2, 4, 4, generator=generator).to(dtype)
+    noise = torch.randn(n, 2, 4, 4, generator=generator).to(dtype)
+    return x0, noise
+
+
+def reference_add_noise(name, config, x0, noise, t):
+    """diffusers' own add_noise at integer steps t (see REVERSED_IN_TRAINING)."""
+    if name in REVERSED_IN_TRAINING:
+        return diffusers.DDPMScheduler(**config).add_noise(x0, noise, t)
+    scheduler = getattr(diffusers, name)(**config)
+    return scheduler.add_noise(x0, noise, t.float() if name in SUPPORTED["sigma"] else t)
+
+
+@pytest.mark.parametrize(("name", "config"), configurations())
+def test_add_noise_equals_diffusers_in_float32(name, config):
+    x0, noise = data()
+    t = torch.arange(T)
+    ours = DiffusersAdapter(getattr(diffusers, name)(**config)).add_noise(x0, noise, t)
+    expected = reference_add_noise(name, config, x0, noise, t)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("config", [BETAS["linear"], BETAS["zero_snr"], BETAS["cosine"]])
+def test_get_velocity_equals_diffusers_in_float32(config):
+    scheduler = diffusers.DDPMScheduler(**config)
+    x0, noise = data()
+    t = torch.arange(T)
+    ours = DiffusersAdapter(scheduler).get_velocity(x0, noise, t)
+    torch.testing.assert_close(ours, scheduler.get_velocity(x0, noise, t), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", SUPPORTED["flow"])
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_scale_noise_equals_diffusers_in_float32(name, shift):
+    x0, noise = data(n=8)
+    for index in (0, 1, 37, 500, 999):
+        scheduler = getattr(diffusers, name)(shift=shift)  # Heun keeps a step index: fresh
+        timestep = scheduler.timesteps[index]
+        expected = scheduler.scale_noise(x0, timestep.reshape(1), noise)
+        ours = DiffusersAdapter(scheduler).scale_noise(x0, timestep.reshape(1), noise)
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+def float64_formula(adapter, x0, noise, t):
+    """The exact x_t of bf16 inputs, in float64 from the float64 tables."""
+    signal, sigma = adapter.process.schedule.marginal(t, "cpu", F64)
+    shape = (-1,) + (1,) * (x0.dim() - 1)
+    return signal.reshape(shape) * x0.to(F64) + sigma.reshape(shape) * noise.to(F64)
+
+
+BF16_CASES = [
+    ("DDPMScheduler", BETAS["linear"]),
+    ("DDPMScheduler", BETAS["scaled_linear"]),
+    ("DDIMScheduler", BETAS["zero_snr"]),
+    ("EulerDiscreteScheduler", BETAS["scaled_linear"]),
+]
+
+
+@pytest.mark.parametrize(("name", "config"), BF16_CASES)
+def test_bfloat16_is_closer_to_the_float64_formula_than_diffusers(name, config):
+    """Mean and max |error| over all 1000 steps, and the smallest steps' noise survives."""
+    x0, noise = data(torch.bfloat16)
+    t = torch.arange(T)
+    adapter = DiffusersAdapter(getattr(diffusers, name)(**config))
+    exact = float64_formula(adapter, x0, noise, t)
+    ours = adapter.add_noise(x0, noise, t).to(F64)
+    theirs = reference_add_noise(name, config, x0, noise, t).to(F64)
+    error_ours, error_theirs = (ours - exact).abs(), (theirs - exact).abs()
+    assert error_ours.mean() < error_theirs.mean()
+    assert error_ours.max() <= error_theirs.max()
+    # One rounding to bf16 (8 significant bits): |error| <= 2^-8 |exact|.
+    assert bool((error_ours <= 2.0**-8 * exact.abs() + 1e-30).all())
+
+
+def test_bfloat16_smallest_steps_get_noise():
+    """At t = 0 (beta = 1e-4) diffusers' bf16 path rounds 1 - abar to 0: x_t == x0."""
+    scheduler = diffusers.DDPMScheduler()
+    x0 = torch.zeros(4, 8, dtype=torch.bfloat16)
+    noise = torch.ones(4, 8, dtype=torch.bfloat16)
+    t = torch.zeros(4, dtype=torch.int64)
+    ours = DiffusersAdapter(scheduler).add_noise(x0, noise, t)
+    torch.testing.assert_close(ours.float(), torch.full((4, 8), 0.01), rtol=2**-8, atol=0)
+    assert bool((scheduler.add_noise(x0, noise, t) == 0).all())  # the bug we fix
+
+
+def test_config_mapping_and_saved_config(tmp_path):
+    scheduler = diffusers.DDIMScheduler(**BETAS["scaled_linear"])
+    scheduler.save_config(tmp_path)
+    saved = json.loads((tmp_path / "scheduler_config.json").read_text())
+    x0, noise = data(n=8)
+    t = torch.arange(0, T, 125)
+    expected = scheduler.add_noise(x0, noise, t)
+    for config in (saved, diffusers.DDIMScheduler.load_config(tmp_path)):
+        ours = from_diffusers(config).q_sample(x0, t, noise=noise)[0]
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_nothing_is_mutated():
+    scheduler = diffusers.DDPMScheduler()
+    before = scheduler.alphas_cumprod.clone()
+    x0, noise = data(n=4)
+    x0_copy, noise_copy = x0.clone(), noise.clone()
+    adapter = DiffusersAdapter(scheduler)
+    adapter.add_noise(x0, noise, torch.tensor([0, 1, 2, 3]))
+    adapter.get_velocity(x0, noise, torch.tensor([0, 1, 2, 3]))
+    assert torch.equal(scheduler.alphas_cumprod, before)
+    assert torch.equal(x0, x0_copy) and torch.equal(noise, noise_copy)
+
+
+# ---- bad input -------------------------------------------------------------------------
+
+
+def test_unsupported_scheduler_lists_the_supported_ones():
+    with pytest.raises(ValueError, match=r"'ScoreSdeVeScheduler' is not supported; supported:.*"):
+        DiffusersAdapter(diffusers.ScoreSdeVeScheduler())
+    with pytest.raises(ValueError, match="DDPMScheduler, DDIMScheduler"):
+        from_diffusers({"_class_name": "CMStochasticIterativeScheduler"})
+    with pytest.raises(ValueError, match="_class_name"):
+        from_diffusers({"num_train_timesteps": 1000})
+    with pytest.raises(TypeError, match="diffusers scheduler or its config"):
+        from_diffusers(42)
+
+
+def test_unsupported_configurations_are_refused():
+    with pytest.raises(ValueError, match="beta_schedule='laplace' is not supported"):
+        from_diffusers(diffusers.DDPMScheduler(beta_schedule="laplace"))
+    with pytest.raises(ValueError, match="rescale_betas_zero_snr=True is not supported"):
+        from_diffusers(diffusers.EulerDiscreteScheduler(rescale_betas_zero_snr=True))
+    continuous = diffusers.EulerDiscreteScheduler(
+        timestep_type="continuous", prediction_type="v_prediction"
+    )
+    with pytest.raises(ValueError, match="timestep_type='continuous' is not supported"):
+        from_diffusers(continuous)
+
+
+def test_wrong_method_or_timesteps_for_the_scheduler():
+    x0, noise = data(n=2)
+    flow = DiffusersAdapter(diffusers.FlowMatchEulerDiscreteScheduler())
+    with pytest.raises(TypeError, match="scale_noise"):
+        flow.add_noise(x0, noise, torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"t must be a float in \[0, 1\]"):
+        flow.scale_noise(x0, torch.tensor([500.0, 1001.0]), noise)
+    vp = DiffusersAdapter(diffusers.DDPMScheduler())
+    with pytest.raises(TypeError, match="add_noise"):
+        vp.scale_noise(x0, 500.0, noise)
+    with pytest.raises(ValueError, match="whole numbers"):
+        vp.add_noise(x0, noise, torch.tensor([1.5, 2.0]))
+    with pytest.raises(ValueError, match=r"integers in \[0, 999\]"):
+        vp.add_noise(x0, noise, torch.tensor([0, 1000]))
