@@ -21,6 +21,7 @@ import torch
 
 from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
+from .rng import keyed_normal
 from .schedules import Schedule
 
 __all__ = ["ForwardProcess", "PREDICTIONS"]
@@ -60,7 +61,7 @@ class ForwardProcess:
 
     # ---- sampling ----------------------------------------------------------------------
 
-    def q_sample(self, x0, t, noise=None, generator=None):
+    def q_sample(self, x0, t, noise=None, generator=None, *, seed=None, keys=None):
         """x_t ~ q(x_t | x0) = N(signal_t x0, sigma_t^2 S) in one step (Ho et al. 2020, eq. 4).
 
         Args:
@@ -68,27 +69,31 @@ class ForwardProcess:
             t: an int, a 0-d integer tensor, or one step per sample (shape (B,)).
             noise: the structured noise to use (x0's shape); drawn if None.
             generator: torch.Generator for the drawn noise.
+            seed, keys: keyed noise instead (``noisejump.rng``): an int seed and one key per
+                sample, an integer tensor (B,) or (B, 2); sample b's noise depends only on
+                (seed, keys[b]), so any sub-batch gets exactly its rows of the full call.
         Returns:
             (x_t, noise), both in x0's dtype; x_t is computed from the returned noise.
         """
         _check_sample(x0, "x0")
         t = self._steps(t, x0)
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
-        noise = self._noise(x0, noise, generator)
+        noise = self._noise(x0, noise, generator, seed, keys)
         return _affine(signal, x0, sigma, noise), noise
 
-    def q_sample_from(self, x_s, s, t, noise=None, generator=None):
+    def q_sample_from(self, x_s, s, t, noise=None, generator=None, *, seed=None, keys=None):
         """x_t ~ q(x_t | x_s) = N(alpha_{t|s} x_s, sigma^2_{t|s} S) for s <= t; s = -1 is x0.
 
         alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
-        (Kingma et al. 2021, eq. 19). Returns (x_t, noise) in x_s's dtype.
+        (Kingma et al. 2021, eq. 19). Returns (x_t, noise) in x_s's dtype. ``seed`` and
+        ``keys`` draw keyed noise, as in :meth:`q_sample`.
         """
         _check_sample(x_s, "x_s")
         s = self._steps(s, x_s, name="s", lowest=-1)
         t = self._steps(t, x_s)
         self._check_order(s, t, x_s.device, strict=False)
         alpha, sigma2 = self.schedule.transition(s, t, x_s.device)
-        noise = self._noise(x_s, noise, generator)
+        noise = self._noise(x_s, noise, generator, seed, keys)
         cd = _compute_dtype(x_s.dtype)
         return _affine(alpha.to(cd), x_s, sigma2.sqrt().to(cd), noise), noise
 
@@ -244,9 +249,12 @@ class ForwardProcess:
         if not ok:
             raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
 
-    def _noise(self, x, noise, generator):
+    def _noise(self, x, noise, generator, seed=None, keys=None):
         """The noise to use, in x's dtype: the given one (checked), or drawn in float32
-        (float64 for float64 x) and rounded to x's dtype."""
+        (float64 for float64 x) and rounded to x's dtype; keyed when seed and keys are given
+        (white noise of the family's white shape, counters over it, then ``apply``)."""
+        if seed is not None or keys is not None:
+            return self._keyed_noise(x, noise, generator, seed, keys)
         if noise is not None:
             _check_noise(noise, x)
             return noise.to(x.dtype)
@@ -254,6 +262,19 @@ class ForwardProcess:
             x.shape, generator=generator, device=x.device, dtype=_compute_dtype(x.dtype)
         )
         return drawn.to(x.dtype)
+
+    def _keyed_noise(self, x, noise, generator, seed, keys):
+        if seed is None or keys is None:
+            given, missing = ("seed", "keys") if keys is None else ("keys", "seed")
+            raise ValueError(
+                f"keyed noise needs both seed and keys: {given} was given without {missing} "
+                "(a seed alone would repeat the same noise at every call)"
+            )
+        if noise is not None or generator is not None:
+            raise ValueError("give either noise/generator or seed/keys, not both")
+        white_shape = self.noise.white_shape(tuple(x.shape))
+        white = keyed_normal(white_shape, seed=seed, keys=keys, device=x.device)
+        return self.noise.apply(white.to(_compute_dtype(x.dtype))).to(x.dtype)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
