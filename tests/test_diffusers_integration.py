@@ -204,3 +204,26 @@ def test_wrong_method_or_timesteps_for_the_scheduler():
         vp.add_noise(x0, noise, torch.tensor([1.5, 2.0]))
     with pytest.raises(ValueError, match=r"integers in \[0, 999\]"):
         vp.add_noise(x0, noise, torch.tensor([0, 1000]))
+
+
+@pytest.mark.parametrize("name", ["DDPMScheduler", "EulerDiscreteScheduler"])
+def test_add_fresh_noise_is_add_noise_of_its_keyed_noise(name):
+    """The fused path returns (x_t, noise) with x_t = add_noise(x0, noise, t), and a
+    sub-batch gets exactly its rows of the full batch (keyed noise)."""
+    adapter = DiffusersAdapter(getattr(diffusers, name)())
+    x0, _ = data(n=6)
+    t, keys = torch.tensor([0, 10, 100, 400, 800, 999]), torch.arange(6) + 100
+    x_t, noise = adapter.add_fresh_noise(x0, t, seed=7, keys=keys)
+    torch.testing.assert_close(x_t, adapter.add_noise(x0, noise, t), rtol=0, atol=0)
+    part, part_noise = adapter.add_fresh_noise(x0[2:5], t[2:5], seed=7, keys=keys[2:5])
+    assert torch.equal(part, x_t[2:5]) and torch.equal(part_noise, noise[2:5])
+    other, _ = adapter.add_fresh_noise(x0, t, seed=8, keys=keys)
+    assert not torch.equal(other, x_t)
+
+
+def test_add_fresh_noise_for_flow_matching():
+    adapter = DiffusersAdapter(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
+    x0, _ = data(n=3)
+    timesteps = torch.tensor([1000.0, 500.0, 1.0])
+    x_t, noise = adapter.add_fresh_noise(x0, timesteps, seed=1, keys=torch.arange(3))
+    torch.testing.assert_close(x_t, adapter.scale_noise(x0, timesteps, noise))

@@ -7,6 +7,7 @@ scheduler methods a training script calls, with the same signatures:
     add_noise(original_samples, noise, timesteps)   x_t from the caller's noise
     get_velocity(sample, noise, timesteps)           v = sqrt(abar_t) e - sqrt(1 - abar_t) x0
     scale_noise(sample, timestep, noise)             flow matching, timestep in [0, T]
+    add_fresh_noise(original_samples, timesteps, seed=, keys=)   keyed noise, one pass
 
 Three kinds of scheduler add noise in three forms (``SUPPORTED`` lists the classes):
 
@@ -60,6 +61,7 @@ _SIGMA = (
 _FLOW = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler")
 #: Supported scheduler class names, by the form in which they add noise.
 SUPPORTED: dict[str, tuple[str, ...]] = {"vp": _VP, "sigma": _SIGMA, "flow": _FLOW}
+
 
 def from_diffusers(scheduler_or_config: Any) -> ForwardProcess:
     """The noisejump process of a diffusers scheduler, or of its config.
@@ -169,15 +171,36 @@ class DiffusersAdapter:
                 f"scale_noise is the flow-matching forward process; {self.scheduler_name} "
                 "adds noise with add_noise"
             )
+        return self.process.q_sample(sample, self._flow_time(timestep, sample), noise=noise)[0]
+
+    def _flow_time(self, timestep: Any, sample: torch.Tensor) -> Any:
+        """t = timestep / T in float64; a (1,) tensor applies to the whole batch."""
         if isinstance(timestep, torch.Tensor):
             t = timestep.to(torch.float64) / self.num_train_timesteps
-        elif isinstance(timestep, (int, float)) and not isinstance(timestep, bool):
-            t = float(timestep) / self.num_train_timesteps
+            if t.dim() == 1 and len(t) == 1 and sample.shape[0] != 1:
+                t = t[0]  # diffusers broadcasts one timestep over the batch
+            return t
+        if isinstance(timestep, (int, float)) and not isinstance(timestep, bool):
+            return float(timestep) / self.num_train_timesteps
+        raise TypeError(f"timestep must be a float or a tensor, got {type(timestep).__name__}")
+
+    def add_fresh_noise(
+        self, original_samples: torch.Tensor, timesteps: Any, *, seed: int, keys: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw keyed noise and add it in one pass: (x_t, noise), both original_samples' dtype.
+
+        The noise of sample b is a pure function of (seed, keys[b]) (``noisejump.rng``,
+        docs/keyed-noise.md): the same for any batch size, order or number of GPUs. Unlike
+        ``add_noise``, whose caller already paid for drawing and storing the noise, this
+        draws and applies it inside ``ForwardProcess.q_sample`` (the fused kernel where
+        one is available). ``timesteps``: integer steps, or for flow matching floats in
+        [0, T] as for :meth:`scale_noise`. ``noise`` is the epsilon-prediction target.
+        """
+        if self.kind == "flow":
+            t = self._flow_time(timesteps, original_samples)
         else:
-            raise TypeError(f"timestep must be a float or a tensor, got {type(timestep).__name__}")
-        if isinstance(t, torch.Tensor) and t.dim() == 1 and len(t) == 1 and sample.shape[0] != 1:
-            t = t[0]  # diffusers broadcasts one timestep over the batch
-        return self.process.q_sample(sample, t, noise=noise)[0]
+            t = self._integer_steps(timesteps)
+        return self.process.q_sample(original_samples, t, seed=seed, keys=keys)
 
     def _integer_steps(self, timesteps: Any) -> Any:
         """Integer tensors and ints as they are; whole-valued float tensors as int64."""
