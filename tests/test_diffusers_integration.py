@@ -242,3 +242,20 @@ def test_example_trains_a_tiny_unet(options):
     losses = example.main(["--steps", "3", "--batch", "4", *options])
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
     assert len(set(losses)) == 3
+
+
+def test_sigma_view_chain_matches_its_closed_form():
+    """DiscreteSigmas: the chain x_k = x_{k-1} + sqrt(sigma_k^2 - sigma_{k-1}^2) e_k at
+    t = 60 against q_sample, KS on 8 projections (p > 1e-3 / 8, n = 3000); the chain
+    stopped at t = 40 must be rejected at the same n and seed."""
+    from noisejump import stats
+
+    process = from_diffusers(diffusers.EulerDiscreteScheduler())
+    generator = torch.Generator().manual_seed(3)
+    x0 = torch.linspace(-1, 1, 6, dtype=F64).expand(3000, 6)
+    closed, _ = process.q_sample(x0, 60, generator=generator)
+    chain = process.q_sample_loop(x0, 60, generator=generator)
+    p = stats.projection_pvalues(closed, chain)
+    assert min(p) > 1e-3 / len(p), p
+    short = process.q_sample_loop(x0, 40, generator=generator)
+    assert min(stats.projection_pvalues(closed, short)) < 1e-3 / len(p)
