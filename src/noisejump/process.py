@@ -16,13 +16,14 @@ int or a CPU tensor, and with an asynchronous device-side assert otherwise.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
 from .rng import keyed_normal
-from .schedules import Schedule
+from .schedules import ScheduleLike
 
 __all__ = ["ForwardProcess", "PREDICTIONS"]
 
@@ -42,9 +43,13 @@ class ForwardProcess:
     """
 
     def __init__(
-        self, schedule: Schedule, noise: NoiseFamily | str | None = None, *, validate: bool = True
+        self,
+        schedule: ScheduleLike,
+        noise: NoiseFamily | str | None = None,
+        *,
+        validate: bool = True,
     ):
-        self.schedule = schedule
+        self.schedule: Any = schedule  # discrete-only methods also read num_steps, table
         if noise is None:
             noise = Isotropic()
         elif isinstance(noise, str):
@@ -241,11 +246,12 @@ class ForwardProcess:
             ok = s < t if strict else s <= t
         else:
             s_, t_ = torch.as_tensor(s, device=device), torch.as_tensor(t, device=device)
-            ok = (s_ < t_ if strict else s_ <= t_).all()
+            in_order = (s_ < t_ if strict else s_ <= t_).all()
             if device.type != "cpu":
                 if self.validate:
-                    torch._assert_async(ok, f"need s {relation} t")
+                    torch._assert_async(in_order, f"need s {relation} t")
                 return
+            ok = bool(in_order)
         if not ok:
             raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -389,3 +390,29 @@ def get_schedule(
     betas = _NAMED[name](num_steps, beta_start, beta_end, **kwargs)
     schedule = Schedule.from_betas(betas, name=name)
     return schedule.rescale_zero_terminal_snr() if rescale_zero_terminal_snr else schedule
+
+
+class ScheduleLike(Protocol):
+    """What ``ForwardProcess`` needs from a schedule (discrete, continuous-time or a view).
+
+    ``steps`` validates and places t; ``marginal`` gives (signal_t, sigma_t) of
+    q(x_t | x0); ``transition`` gives (alpha_{t|s}, sigma^2_{t|s}) of q(x_t | x_s).
+    """
+
+    def steps(
+        self,
+        t: Any,
+        like: torch.Tensor,
+        *,
+        name: str = ...,
+        lowest: int = ...,
+        validate: bool = ...,
+    ) -> Any: ...
+
+    def marginal(
+        self, t: Any, device: Any, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def transition(
+        self, s: Any, t: Any, device: Any, dtype: torch.dtype = ...
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...

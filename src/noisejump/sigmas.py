@@ -11,6 +11,8 @@ x_k = x_{k-1} + sqrt(sigma_k^2 - sigma_{k-1}^2) e_k with sigma_{-1} = 0, so
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .schedules import Schedule
@@ -45,11 +47,19 @@ class DiscreteSigmas:
         """sigma_t = sqrt((1 - abar_t) / abar_t), float64, length T."""
         return self._float64_table("sigma").clone()
 
-    def steps(self, t, like, *, name="t", lowest=0, validate=True):
+    def steps(
+        self,
+        t: Any,
+        like: torch.Tensor,
+        *,
+        name: str = "t",
+        lowest: int = 0,
+        validate: bool = True,
+    ) -> Any:
         """Validated integer steps, exactly as the underlying schedule takes them."""
         return self.base.steps(t, like, name=name, lowest=lowest, validate=validate)
 
-    def table(self, name: str, device, dtype=F64) -> torch.Tensor:
+    def table(self, name: str, device: Any, dtype: torch.dtype = F64) -> torch.Tensor:
         """Cached per-device tables: ``signal`` (ones), ``sigma``, ``sigma2_x0`` (length
         T + 1, entry 0 the data), ``sqrt_alphas`` (ones), ``sqrt_betas`` (one chain step)."""
         key = (name, torch.device(device), dtype)
@@ -71,12 +81,16 @@ class DiscreteSigmas:
             return torch.diff(sigma2, prepend=sigma2.new_zeros(1)).sqrt()
         raise KeyError(name)
 
-    def marginal(self, t, device, dtype):
+    def marginal(
+        self, t: Any, device: Any, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, sigma_t) of q(x_t | x0) = N(x0, sigma_t^2 I), gathered at t."""
         sigma = self.table("sigma", device, dtype)[t]
         return torch.ones_like(sigma), sigma
 
-    def transition(self, s, t, device, dtype=F64):
+    def transition(
+        self, s: Any, t: Any, device: Any, dtype: torch.dtype = F64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, sigma_t^2 - sigma_s^2) of q(x_t | x_s), s = -1 the data (sigma 0)."""
         sigma2 = self.table("sigma2_x0", device)
         variance = sigma2[t + 1] - sigma2[s + 1]  # entry 0 is step -1

@@ -28,6 +28,7 @@ import torch
 F64 = torch.float64
 DATA = -1.0  # the time that names x0 itself
 TimeLike = float | int | torch.Tensor
+DeviceLike = torch.device | str | None
 
 
 class ContinuousSchedule:
@@ -73,7 +74,15 @@ class ContinuousSchedule:
 
     # ---- the interface ForwardProcess uses ------------------------------------------------------
 
-    def steps(self, t, like: torch.Tensor, *, name: str = "t", lowest: int = 0, validate=True):
+    def steps(
+        self,
+        t: TimeLike,
+        like: torch.Tensor,
+        *,
+        name: str = "t",
+        lowest: int = 0,
+        validate: bool = True,
+    ) -> torch.Tensor:
         """Validate float time(s) ``t`` for a sample ``like`` and place them for broadcasting.
 
         Returns a float64 tensor on ``like.device``: 0-d for one time, shaped (B, 1, ..., 1)
@@ -111,12 +120,16 @@ class ContinuousSchedule:
             t = t.reshape((-1,) + (1,) * (like.dim() - 1))
         return t
 
-    def marginal(self, t, device, dtype):
+    def marginal(
+        self, t: TimeLike, device: DeviceLike, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 S), in ``dtype``."""
         signal, sigma = self.signal_sigma(torch.as_tensor(t, dtype=F64, device=device))
         return signal.to(dtype), sigma.to(dtype)
 
-    def transition(self, s, t, device, dtype=F64):
+    def transition(
+        self, s: TimeLike, t: TimeLike, device: DeviceLike, dtype: torch.dtype = F64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha_{t|s}, sigma^2_{t|s}) of q(x_t | x_s) for s <= t (s = -1: the data).
 
         alpha_{t|s} = signal_t / signal_s and sigma^2_{t|s} = -expm1(lambda_t - lambda_s)

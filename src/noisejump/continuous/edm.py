@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from .base import ContinuousSchedule, TimeLike
+from .base import ContinuousSchedule, DeviceLike, TimeLike
 
 F64 = torch.float64
 
@@ -48,7 +48,7 @@ class EDM(ContinuousSchedule):
         self.p_mean = float(p_mean)
         self.p_std = float(p_std)
 
-    def log_signal_sigma(self, t):
+    def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros_like(t), torch.log(t)
 
     # ---- preconditioning (EDM Table 1) ---------------------------------------------------------
@@ -73,7 +73,13 @@ class EDM(ContinuousSchedule):
         sigma = self._sigma(sigma)
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
-    def sample_t(self, batch: int, *, generator=None, device=None) -> torch.Tensor:
+    def sample_t(
+        self,
+        batch: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: DeviceLike = None,
+    ) -> torch.Tensor:
         """sigma = exp(P_mean + P_std n), n ~ N(0, 1): EDM's training sigmas, float64."""
         n = torch.randn(batch, generator=generator, device=device, dtype=F64)
         return torch.exp(self.p_mean + self.p_std * n)

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from .base import ContinuousSchedule
+from .base import ContinuousSchedule, DeviceLike
 
 F64 = torch.float64
 
@@ -46,7 +46,7 @@ class FlowMatching(ContinuousSchedule):
             raise ValueError(f"logit_mean must be a finite number, got {logit_mean!r}")
         self.logit_mean = float(logit_mean)
 
-    def log_signal_sigma(self, t):
+    def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # log(1 - t) = log1p(-t): accurate near t = 0.
         return torch.log1p(-t), torch.log(t)
 
@@ -54,7 +54,13 @@ class FlowMatching(ContinuousSchedule):
         """t' = shift t / (1 + (shift - 1) t) (Esser et al. 2024, eq. 23); keeps 0 and 1."""
         return self.shift * t / (1.0 + (self.shift - 1.0) * t)
 
-    def sample_t(self, batch: int, *, generator=None, device=None) -> torch.Tensor:
+    def sample_t(
+        self,
+        batch: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: DeviceLike = None,
+    ) -> torch.Tensor:
         """Logit-normal times, then shifted: t = shift_time(sigmoid(m + s n)), float64."""
         n = torch.randn(batch, generator=generator, device=device, dtype=F64)
         return self.shift_time(torch.sigmoid(self.logit_mean + self.logit_std * n))
@@ -79,7 +85,7 @@ def resolution_shift(num_tokens: int, base_num_tokens: int) -> float:
     return math.sqrt(num_tokens / base_num_tokens)
 
 
-def _positive(value, label: str) -> float:
+def _positive(value: object, label: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{label} must be a positive float, got {type(value).__name__}")
     if not (math.isfinite(value) and value > 0):

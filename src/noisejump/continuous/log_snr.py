@@ -65,7 +65,7 @@ class LogSNR(ContinuousSchedule):
                 f" = {values[k + 1]:.6g} >= lambda({grid[k]:.4g}) = {values[k]:.6g}"
             )
 
-    def log_signal_sigma(self, t):
+    def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lam = torch.as_tensor(self.log_snr_fn(t)).to(F64)
         # log sigmoid(x) = -softplus(-x); halves for the standard deviations.
         return -0.5 * F.softplus(-lam), -0.5 * F.softplus(lam)

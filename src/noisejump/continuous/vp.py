@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ContinuousSchedule
+from .base import ContinuousSchedule, DeviceLike
 
 BETA_MIN = 0.1
 BETA_MAX = 20.0
@@ -44,12 +44,19 @@ class VPSDE(ContinuousSchedule):
         """I(t) = beta_min t + (beta_max - beta_min) t^2 / 2 = -log abar(t)."""
         return t * (self.beta_min + 0.5 * t * (self.beta_max - self.beta_min))
 
-    def log_signal_sigma(self, t):
+    def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         integral = self.integral_beta(t)
         # sigma^2 = 1 - exp(-I) = -expm1(-I): accurate for small t.
         return -0.5 * integral, 0.5 * torch.log(-torch.expm1(-integral))
 
-    def sample_t(self, batch: int, *, generator=None, device=None, eps: float = 1e-5):
+    def sample_t(
+        self,
+        batch: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: DeviceLike = None,
+        eps: float = 1e-5,
+    ) -> torch.Tensor:
         """t ~ U(eps, 1), float64 (Song et al. 2021, App. C: eps = 1e-5 avoids sigma -> 0)."""
         u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
         return eps + (1.0 - eps) * u
@@ -66,7 +73,7 @@ class SubVPSDE(VPSDE):
 
     name = "sub-vp"
 
-    def log_signal_sigma(self, t):
+    def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         integral = self.integral_beta(t)
         # sigma = 1 - exp(-I) = -expm1(-I): accurate for small t.
         return -0.5 * integral, torch.log(-torch.expm1(-integral))

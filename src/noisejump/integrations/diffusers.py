@@ -67,8 +67,8 @@ def from_diffusers(scheduler_or_config: Any) -> ForwardProcess:
     """The noisejump process of a diffusers scheduler, or of its config.
 
     Args:
-        scheduler_or_config: a diffusers scheduler instance, or its ``config`` (a mapping
-            with ``_class_name``, as ``scheduler.config`` and scheduler_config.json have).
+        scheduler_or_config: a diffusers scheduler instance, or a config mapping that
+            names its class in ``_class_name`` (scheduler_config.json, ``load_config``).
     Returns:
         a :class:`~noisejump.ForwardProcess` over a float64 :class:`~noisejump.Schedule`
         ("vp" schedulers), its :class:`~noisejump.sigmas.DiscreteSigmas` view ("sigma"),
@@ -228,20 +228,21 @@ def _identify(scheduler_or_config: Any) -> tuple[str, Mapping[str, Any]]:
         name = config.get("_class_name")
         if not isinstance(name, str):
             raise ValueError(
-                "a scheduler config must name its class in '_class_name' (scheduler.config "
-                "and scheduler_config.json do); got keys " + str(sorted(config)[:8])
+                "a scheduler config must name its class in '_class_name' (scheduler_config.json "
+                "and Scheduler.load_config have it; scheduler.config does not: pass the "
+                "scheduler itself); got keys " + str(sorted(config)[:8])
             )
         return name, config
-    config = getattr(scheduler_or_config, "config", None)
-    if not isinstance(config, Mapping):
+    attached = getattr(scheduler_or_config, "config", None)
+    if not isinstance(attached, Mapping):
         raise TypeError(
             "from_diffusers takes a diffusers scheduler or its config mapping, got "
             f"{type(scheduler_or_config).__name__}"
         )
     for cls in type(scheduler_or_config).__mro__:  # subclasses of a supported scheduler
         if _kind(cls.__name__, strict=False):
-            return cls.__name__, config
-    return type(scheduler_or_config).__name__, config
+            return cls.__name__, attached
+    return type(scheduler_or_config).__name__, attached
 
 
 def _kind(name: str, *, strict: bool = True) -> str:
