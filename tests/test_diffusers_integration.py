@@ -26,6 +26,7 @@ BETAS = {
     "cosine": {"beta_schedule": "squaredcos_cap_v2"},
     "sigmoid": {"beta_schedule": "sigmoid"},
     "zero_snr": {"rescale_betas_zero_snr": True},
+    "trained": {"trained_betas": torch.linspace(2e-4, 0.03, T).tolist()},
 }
 # diffusers' DPM-Solver/DEIS/UniPC add_noise is meant for img2img after set_timesteps: in
 # the training state it reads sigmas in reverse step order, so their reference is DDPM's
@@ -49,6 +50,8 @@ def configurations():
                     continue
                 if label == "sigmoid" and name not in ("DDPMScheduler", "DDPMParallelScheduler"):
                     continue  # only DDPM-type schedulers accept the sigmoid betas
+                if label == "trained" and name not in ("DDPMScheduler", "EulerDiscreteScheduler"):
+                    continue  # the same code path in every scheduler: two of them suffice
                 cases.append(pytest.param(name, config, id=f"{name}-{label}"))
     return cases
 
