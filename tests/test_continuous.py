@@ -301,3 +301,30 @@ def test_bad_schedules_and_calls():
         process.q_sample(x0, torch.tensor([0.1, 0.2, 0.3]))
     with pytest.raises(ValueError, match=r"need s <= t"):
         process.q_sample_from(x0, 0.6, 0.5)
+
+
+class MonotoneLogSNR(torch.nn.Module):
+    """A learned log-SNR in the spirit of VDM (Kingma et al. 2021, App. H): an affine map
+    of t with a negative slope kept by softplus, so lambda strictly decreases."""
+
+    def __init__(self):
+        super().__init__()
+        self.slope = torch.nn.Parameter(torch.tensor(2.5, dtype=F64))
+        self.offset = torch.nn.Parameter(torch.tensor(6.0, dtype=F64))
+
+    def forward(self, t):
+        return self.offset - torch.nn.functional.softplus(self.slope) * 8.0 * t
+
+
+def test_learned_log_snr_is_a_process_and_gets_gradients():
+    module = MonotoneLogSNR()
+    process = nj.ForwardProcess(LogSNR(module, name="learned"))
+    x0 = torch.randn(4, 3, dtype=F64)
+    t = torch.tensor([0.0, 0.2, 0.6, 1.0], dtype=F64)
+    x_t, noise = process.q_sample(x0, t)
+    lam = module(t).detach().reshape(-1, 1)
+    expected = torch.sigmoid(lam).sqrt() * x0 + torch.sigmoid(-lam).sqrt() * noise
+    torch.testing.assert_close(x_t.detach(), expected)
+    x_t.pow(2).sum().backward()  # VDM trains lambda through the loss
+    assert module.slope.grad is not None and module.slope.grad != 0
+    assert module.offset.grad is not None and module.offset.grad != 0
