@@ -66,7 +66,16 @@ class ForwardProcess:
 
     # ---- sampling ----------------------------------------------------------------------
 
-    def q_sample(self, x0, t, noise=None, generator=None, *, seed=None, keys=None):
+    def q_sample(
+        self,
+        x0: torch.Tensor,
+        t: Any,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        seed: int | None = None,
+        keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t ~ q(x_t | x0) = N(signal_t x0, sigma_t^2 S) in one step (Ho et al. 2020, eq. 4).
 
         Args:
@@ -86,7 +95,17 @@ class ForwardProcess:
         noise = self._noise(x0, noise, generator, seed, keys)
         return _affine(signal, x0, sigma, noise), noise
 
-    def q_sample_from(self, x_s, s, t, noise=None, generator=None, *, seed=None, keys=None):
+    def q_sample_from(
+        self,
+        x_s: torch.Tensor,
+        s: Any,
+        t: Any,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        seed: int | None = None,
+        keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t ~ q(x_t | x_s) = N(alpha_{t|s} x_s, sigma^2_{t|s} S) for s <= t; s = -1 is x0.
 
         alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
@@ -102,7 +121,9 @@ class ForwardProcess:
         cd = _compute_dtype(x_s.dtype)
         return _affine(alpha.to(cd), x_s, sigma2.sqrt().to(cd), noise), noise
 
-    def q_sample_loop(self, x0, t, generator=None):
+    def q_sample_loop(
+        self, x0: torch.Tensor, t: Any, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """x_t by walking the chain x_k = sqrt(alpha_k) x_{k-1} + sqrt(beta_k) e_k, k = 0..t.
 
         O(t) per sample: the reference the closed form is tested against (Ho et al. 2020,
@@ -137,7 +158,12 @@ class ForwardProcess:
                 x.mul_(sqrt_alphas[k]).add_(e, alpha=sqrt_betas[k])
         return x.to(x0.dtype)
 
-    def trajectory(self, x0, steps: Sequence[int] | torch.Tensor, generator=None):
+    def trajectory(
+        self,
+        x0: torch.Tensor,
+        steps: Sequence[int] | torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """One sample path observed at increasing ``steps``, by successive exact jumps.
 
         Returns a tensor of shape (len(steps), *x0.shape) in x0's dtype; the path is
@@ -157,7 +183,9 @@ class ForwardProcess:
 
     # ---- posterior and targets --------------------------------------------------------------
 
-    def q_posterior(self, x0, x_t, t, s=None):
+    def q_posterior(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: Any, s: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_s | x_t, x0) for s < t (default s = t - 1).
 
         mean = signal_s sigma^2_{t|s} / sigma_t^2 x0 + alpha_{t|s} sigma_s^2 / sigma_t^2 x_t,
@@ -184,7 +212,7 @@ class ForwardProcess:
         variance = (sigma2_ts * sigma2_s / sigma2_t).to(cd)
         return _affine(coef_x0, x0, coef_xt, x_t), variance
 
-    def v_target(self, x0, noise, t):
+    def v_target(self, x0: torch.Tensor, noise: torch.Tensor, t: Any) -> torch.Tensor:
         """v = signal_t e - sigma_t x0 (Salimans & Ho 2022, arXiv 2202.00512, section 4)."""
         _check_sample(x0, "x0")
         _check_noise(noise, x0)
@@ -192,7 +220,7 @@ class ForwardProcess:
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         return _affine(signal, noise, -sigma, x0)
 
-    def flow_velocity(self, x0, noise):
+    def flow_velocity(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """u = dx_t/dt = e - x0 for flow matching's x_t = (1 - t) x0 + t e (Lipman et al.
         2022, arXiv 2210.02747, eq. 23; Liu et al. 2022, arXiv 2209.03003, eq. 1).
 
@@ -209,7 +237,9 @@ class ForwardProcess:
         cd = _compute_dtype(x0.dtype)
         return (noise.to(cd) - x0.to(cd)).to(x0.dtype)
 
-    def predict_x0(self, x_t, model_output, t, prediction: str = "epsilon"):
+    def predict_x0(
+        self, x_t: torch.Tensor, model_output: torch.Tensor, t: Any, prediction: str = "epsilon"
+    ) -> torch.Tensor:
         """x0 from a model's output: ``epsilon``: (x_t - sigma_t e) / signal_t;
         ``v``: signal_t x_t - sigma_t v; ``sample``: the output itself.
 
