@@ -62,7 +62,9 @@ class Schedule:
     # ---- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_betas(cls, betas, *, name: str = "custom", timesteps=None) -> Schedule:
+    def from_betas(
+        cls, betas: Sequence[float] | torch.Tensor, *, name: str = "custom", timesteps: Any = None
+    ) -> Schedule:
         """Schedule from the per-step variances beta_t in (0, 1] (Ho et al. 2020, eq. 2)."""
         betas = _as_table(betas, "betas")
         bad = ~((betas > 0) & (betas <= 1))
@@ -79,7 +81,13 @@ class Schedule:
         return cls(betas, log_abar, _as_timesteps(timesteps, len(betas)), name)
 
     @classmethod
-    def from_alphas_cumprod(cls, alphas_cumprod, *, name: str = "custom", timesteps=None):
+    def from_alphas_cumprod(
+        cls,
+        alphas_cumprod: Sequence[float] | torch.Tensor,
+        *,
+        name: str = "custom",
+        timesteps: Any = None,
+    ) -> Schedule:
         """Schedule from abar_t, strictly decreasing in [0, 1) (only the last may be 0).
 
         beta_t = 1 - abar_t / abar_{t-1} with abar_{-1} = 1.
