@@ -144,16 +144,20 @@ class ForwardProcess:
         sqrt_betas = self.schedule.table("sqrt_betas", "cpu").tolist()
         per_sample = isinstance(t, torch.Tensor) and t.dim() > 0
         last = int(t.max()) if per_sample else int(t)
+        if per_sample:
+            sqrt_alphas = self.schedule.table("sqrt_alphas", x.device, cd)
+            sqrt_betas = self.schedule.table("sqrt_betas", x.device, cd)
+            one, zero = x.new_ones(()), x.new_zeros(())
         buffer = torch.empty_like(x)
         for k in range(last + 1):
             e = self.noise.sample(
                 x.shape, generator=generator, device=x.device, dtype=cd, out=buffer
             )
-            if per_sample:
+            if per_sample:  # a sample past its own t takes the identity step
                 active = t >= k
-                a = torch.where(active, sqrt_alphas[k], 1.0).to(cd)
-                b = torch.where(active, sqrt_betas[k], 0.0).to(cd)
-                x.mul_(a).addcmul_(b, e)
+                x.mul_(torch.where(active, sqrt_alphas[k], one)).addcmul_(
+                    torch.where(active, sqrt_betas[k], zero), e
+                )
             else:
                 x.mul_(sqrt_alphas[k]).add_(e, alpha=sqrt_betas[k])
         return x.to(x0.dtype)

@@ -46,12 +46,14 @@ class Schedule:
     def __init__(
         self,
         betas: torch.Tensor,
+        alphas: torch.Tensor,
         log_alphas_cumprod: torch.Tensor,
         timesteps: torch.Tensor | None = None,
         name: str = "custom",
     ):
         # Private: validated inputs come from the classmethods.
         self._betas = betas
+        self._alphas = alphas  # kept apart from 1 - beta: accurate when alpha is tiny
         self._log_alphas_cumprod = log_alphas_cumprod
         self._timesteps = (
             torch.arange(len(betas), dtype=torch.int64) if timesteps is None else timesteps
@@ -78,7 +80,7 @@ class Schedule:
             raise ValueError("betas may equal 1 only at the last step (zero terminal SNR)")
         # log abar_t = sum_{k<=t} log(1 - beta_k), accurate for small beta (log1p).
         log_abar = torch.cumsum(torch.log1p(-betas), 0)
-        return cls(betas, log_abar, _as_timesteps(timesteps, len(betas)), name)
+        return cls(betas, 1.0 - betas, log_abar, _as_timesteps(timesteps, len(betas)), name)
 
     @classmethod
     def from_alphas_cumprod(
@@ -110,8 +112,9 @@ class Schedule:
             raise ValueError("alphas_cumprod may be 0 only at the last step")
         log_abar = torch.log(abar)
         log_prev = torch.cat([log_abar.new_zeros(1), log_abar[:-1]])
-        betas = -torch.expm1(log_abar - log_prev)
-        return cls(betas, log_abar, _as_timesteps(timesteps, len(abar)), name)
+        delta = log_abar - log_prev
+        betas, alphas = -torch.expm1(delta), torch.exp(delta)
+        return cls(betas, alphas, log_abar, _as_timesteps(timesteps, len(abar)), name)
 
     # ---- public tables (float64 copies) --------------------------------------------------
 
@@ -125,7 +128,7 @@ class Schedule:
 
     @property
     def alphas(self) -> torch.Tensor:
-        return 1.0 - self._betas
+        return self._alphas.clone()
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
@@ -226,7 +229,7 @@ class Schedule:
         if name == "log_alphas_cumprod_x0":
             return torch.cat([log_abar.new_zeros(1), log_abar])
         if name == "sqrt_alphas":
-            return torch.sqrt(1.0 - self._betas)
+            return torch.sqrt(self._alphas)
         if name == "sqrt_betas":
             return torch.sqrt(self._betas)
         raise KeyError(name)
