@@ -85,8 +85,9 @@ def from_diffusers(scheduler_or_config: Any) -> ForwardProcess:
         shift = 1.0 if config.get("use_dynamic_shifting", False) else config.get("shift", 1.0)
         return ForwardProcess(FlowMatching(shift=float(shift)))
     if kind == "sigma" and config.get("rescale_betas_zero_snr", False):
-        # diffusers sets abar_T = 2**-24 there, below abar_{T-1} (about 4e-9 for the linear
-        # schedule): sigma_T = 4096 < sigma_{T-1}, not a forward process any more.
+        # diffusers sets abar_T = 2**-24 (6e-8) there, above the abar of the step before it
+        # (4.2e-9 for rescaled linear betas): sigma_T = 4096 < sigma_{T-1}, not a forward
+        # process any more.
         raise ValueError(
             f"{name} with rescale_betas_zero_snr=True is not supported: sigma_T is infinite "
             "at zero terminal SNR, and diffusers' clamp (abar_T = 2**-24) makes the last "
