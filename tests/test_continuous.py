@@ -328,3 +328,20 @@ def test_learned_log_snr_is_a_process_and_gets_gradients():
     x_t.pow(2).sum().backward()  # VDM trains lambda through the loss
     assert module.slope.grad is not None and module.slope.grad != 0
     assert module.offset.grad is not None and module.offset.grad != 0
+
+
+@pytest.mark.parametrize(
+    "page", ["getting-started.md", "continuous.md", "migration/k-diffusion.md"]
+)
+def test_documented_snippets_run(page):
+    """The Python blocks of a docs page run in order (x0, batch and model stand in for the
+    reader's own), so the documentation cannot drift from the API."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / page).read_text()
+    namespace = {"batch": 4, "x0": torch.randn(4, 3, 8, 8), "model": lambda x, c: 0.5 * x}
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, page, "exec"), namespace)
