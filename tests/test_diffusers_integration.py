@@ -132,6 +132,21 @@ def test_bfloat16_is_closer_to_the_float64_formula_than_diffusers(name, config):
     assert bool((error_ours <= 2.0**-8 * exact.abs() + 1e-30).all())
 
 
+def test_bfloat16_flow_matching_is_closer_than_diffusers():
+    """scale_noise at FlowMatchEuler's 1000 timesteps (shift 3): diffusers rounds sigma to
+    bf16 before using it; noisejump applies the float64 sigma in float32."""
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    x0, noise = data(torch.bfloat16)
+    sigma = (scheduler.timesteps.to(F64) / T).reshape(-1, 1, 1, 1)
+    exact = (1 - sigma) * x0.to(F64) + sigma * noise.to(F64)
+    ours = DiffusersAdapter(scheduler).scale_noise(x0, scheduler.timesteps, noise).to(F64)
+    theirs = scheduler.scale_noise(x0, scheduler.timesteps, noise).to(F64)
+    error_ours, error_theirs = (ours - exact).abs(), (theirs - exact).abs()
+    assert error_ours.mean() < error_theirs.mean()
+    assert error_ours.max() <= error_theirs.max()
+    assert bool((error_ours <= 2.0**-8 * exact.abs() + 1e-30).all())
+
+
 def test_bfloat16_smallest_steps_get_noise():
     """At t = 0 (beta = 1e-4) diffusers' bf16 path rounds 1 - abar to 0: x_t == x0."""
     scheduler = diffusers.DDPMScheduler()
