@@ -2,6 +2,7 @@
 
     python benchmarks/diffusers_adapter.py            # both tables
     python benchmarks/diffusers_adapter.py --error    # only the bfloat16 errors
+    python benchmarks/diffusers_adapter.py --float32  # only the float32 differences
 
 Error: for each scheduler configuration, x0 and e are drawn in float32 and rounded to
 bfloat16; both libraries compute add_noise at every step 0..999 in bfloat16, and each
@@ -80,6 +81,46 @@ def bf16_errors():
             )
 
 
+def float32_differences():
+    """max |ours - diffusers| and max |ours - diffusers| / (1 + |diffusers|) in float32, per
+    scheduler class and beta configuration, at all 1000 steps (the tests' comparisons)."""
+    import diffusers
+
+    from noisejump.integrations.diffusers import SUPPORTED
+
+    betas = {
+        "linear": {},
+        "scaled_linear": {
+            "beta_schedule": "scaled_linear",
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+        },
+        "cosine": {"beta_schedule": "squaredcos_cap_v2"},
+        "zero_snr": {"rescale_betas_zero_snr": True},
+    }
+    reversed_in_training = ("DPMSolver", "DEIS", "UniPC")  # compared with DDPM (see docs)
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.randn(1000, 2, 4, 4, generator=generator)
+    noise = torch.randn(1000, 2, 4, 4, generator=generator)
+    t = torch.arange(1000)
+    print(f"{'scheduler':33s} {'betas':14s} {'max|diff|':>10s} {'max rel':>10s}")
+    for kind in ("vp", "sigma"):
+        for name in SUPPORTED[kind]:
+            for label, config in betas.items():
+                try:
+                    scheduler = getattr(diffusers, name)(**config)
+                    adapter = DiffusersAdapter(scheduler)
+                except (TypeError, ValueError):
+                    continue  # a configuration that diffusers or noisejump does not take
+                if name.startswith(reversed_in_training):
+                    scheduler = diffusers.DDPMScheduler(**config)
+                timesteps = t.float() if kind == "sigma" else t
+                expected = scheduler.add_noise(x0, noise, timesteps)
+                diff = (adapter.add_noise(x0, noise, t) - expected).abs()
+                relative = (diff / (1 + expected.abs())).max()
+                print(f"{name:33s} {label:14s} {diff.max():10.2e} {relative:10.2e}")
+
+
 def _least_noisy(error: torch.Tensor, kind: str) -> torch.Tensor:
     """max |error| at the 10 smallest noise levels (flow timesteps run from noisy to clean)."""
     return (error[-10:] if kind == "flow" else error[:10]).max()
@@ -126,8 +167,14 @@ def timings():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--error", action="store_true", help="only the bfloat16 error table")
+    parser.add_argument(
+        "--float32", action="store_true", help="only the float32 differences to diffusers"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if args.float32:
+        float32_differences()
+        return
     bf16_errors()
     if not args.error:
         timings()
