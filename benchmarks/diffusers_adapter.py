@@ -119,6 +119,14 @@ def float32_differences():
                 diff = (adapter.add_noise(x0, noise, t) - expected).abs()
                 relative = (diff / (1 + expected.abs())).max()
                 print(f"{name:33s} {label:14s} {diff.max():10.2e} {relative:10.2e}")
+    for shift in (1.0, 3.0):
+        scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
+        timesteps = scheduler.timesteps
+        expected = scheduler.scale_noise(x0, timesteps, noise)
+        diff = (DiffusersAdapter(scheduler).scale_noise(x0, timesteps, noise) - expected).abs()
+        relative = (diff / (1 + expected.abs())).max()
+        name, label = "FlowMatchEulerDiscreteScheduler", f"shift={shift:g}"
+        print(f"{name:33s} {label:14s} {diff.max():10.2e} {relative:10.2e}")
 
 
 def _least_noisy(error: torch.Tensor, kind: str) -> torch.Tensor:
