@@ -9,6 +9,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 
@@ -108,10 +109,10 @@ def chain_vs_closed(
     rows = []
     for t in steps:
         closed = 1e3 * median_time(
-            lambda t=t: process.q_sample(x0, t, generator=generator), device, repeats
+            partial(process.q_sample, x0, t, generator=generator), device, repeats
         )
         chain = 1e3 * median_time(
-            lambda t=t: process.q_sample_loop(x0, t, generator=generator),
+            partial(process.q_sample_loop, x0, t, generator=generator),
             device,
             chain_repeats,
             warmup=0,

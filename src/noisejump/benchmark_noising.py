@@ -128,14 +128,13 @@ def noising(
     """
     device = torch.device(device)
     compile = device.type == "cuda" if compile is None else compile
-    schedule = get_schedule(schedule, 1000)
-    process = ForwardProcess(schedule)
+    process = ForwardProcess(get_schedule(schedule, 1000))
     batch = shape[0]
     generator = torch.Generator(device).manual_seed(SEED)
     x0 = torch.randn(shape, generator=generator, device=device).to(dtype)
     t = torch.randint(0, 1000, (batch,), generator=generator, device=device)
     keys = torch.stack([torch.arange(batch, device=device), torch.full_like(t, 7)], dim=1)
-    signal, sigma = schedule.marginal(t, device, torch.float32)
+    signal, sigma = process.schedule.marginal(t, device, torch.float32)
     coefficient_shape = (-1,) + (1,) * (len(shape) - 1)
 
     # On CUDA, each timed run makes CALLS_PER_RUN calls before it synchronises: a median

@@ -70,14 +70,17 @@ def check_path(path: str, allowed=("auto", "chain")) -> str:
     return path
 
 
-def plan_fixed_covariance(noise, t, shape, path: str) -> Plan:
+def plan_fixed_covariance(noise, t, shape, path: str, *, continuous: bool = False) -> Plan:
     """The plan of ``ForwardProcess`` (scalar transitions, fixed S = L L^T) for validated
-    steps ``t`` on a batch of ``shape`` (None: no cost estimate)."""
+    steps ``t`` on a batch of ``shape`` (None: no cost estimate). A continuous-time
+    schedule has no chain, so no chain cost and no forced chain."""
+    if continuous and path == "chain":
+        raise ValueError("path='chain' needs a discrete schedule; this one is continuous-time")
     diagonal = noise.is_isotropic or noise.eigenbasis == "identity"
     per_element = is_per_element(t)
     # The last step, for the chain's cost: read only where that costs no device sync.
     on_host = not isinstance(t, torch.Tensor) or t.device.type == "cpu"
-    last = last_step(t) if on_host or path == "chain" else None
+    last = last_step(t) if (on_host or path == "chain") and not continuous else None
     if shape is None:
         ops = lambda draws: None  # noqa: E731
     else:
@@ -86,6 +89,7 @@ def plan_fixed_covariance(noise, t, shape, path: str) -> Plan:
         ops = lambda draws: draws * (apply_ops + 2 * d)  # noqa: E731
     chain_ops = None if last is None else ops(last + 1)
     if path == "chain":
+        assert last is not None  # read for a forced chain (continuous refused above)
         return Plan(
             "chain",
             f"sequential chain x_k = sqrt(alpha_k) x_(k-1) + sqrt(beta_k) L e_k, {noise!r}",

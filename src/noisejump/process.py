@@ -23,6 +23,7 @@ is that variance times S. ``plan(t)`` says which path ``q_sample`` takes and why
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -32,7 +33,7 @@ from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
 from .plan import Plan, check_path, is_per_element, plan_fixed_covariance
 from .rng import keyed_normal
-from .schedules import Schedule
+from .schedules import ScheduleLike
 
 __all__ = ["ForwardProcess", "PREDICTIONS"]
 
@@ -58,13 +59,13 @@ class ForwardProcess:
 
     def __init__(
         self,
-        schedule: Schedule,
+        schedule: ScheduleLike,
         noise: NoiseFamily | str | None = None,
         *,
         validate: bool = True,
         path: str = "auto",
     ):
-        self.schedule = schedule
+        self.schedule: Any = schedule  # discrete-only methods also read num_steps, table
         if noise is None:
             noise = Isotropic()
         elif isinstance(noise, str):
@@ -82,7 +83,16 @@ class ForwardProcess:
 
     # ---- sampling ----------------------------------------------------------------------
 
-    def q_sample(self, x0, t, noise=None, generator=None, *, seed=None, keys=None):
+    def q_sample(
+        self,
+        x0: torch.Tensor,
+        t: Any,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        seed: int | None = None,
+        keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t ~ q(x_t | x0) = N(signal_t x0, sigma_t^2 S) in one step (Ho et al. 2020, eq. 4).
 
         Args:
@@ -111,15 +121,28 @@ class ForwardProcess:
                 f"noise= cannot be used on the {plan.path!r} path (it takes "
                 f"{plan.draws} draws, not one): {plan.reason}"
             )
-        if seed is not None or keys is not None:
+        keyed = seed is not None or keys is not None
+        if keyed:
             draw = self._keyed_draw(x0, generator, seed, keys)
         else:
             draw = self._random_draw(x0, generator)
-        if plan.path == "increments":
+        if plan.path == "increments" and keyed:
+            x_t = self._keyed_increments(x0, t, seed, keys)
+        elif plan.path == "increments":
             x_t = self._increments(x0, t, draw)
         else:
             x_t = self._chain(x0, t, draw)
         return self._with_noise(x0, t, x_t)
+
+    def _keyed_increments(self, x0, t, seed, keys):
+        """Per-element increments one sample at a time, each over its own distinct steps,
+        so a sample's keyed noise does not depend on the other samples of the batch."""
+        rows = []
+        for b in range(len(x0)):
+            t_b = t[b : b + 1] if t.shape[0] == len(x0) else t
+            draw = self._keyed_draw(x0[b : b + 1], None, seed, keys[b : b + 1])
+            rows.append(self._increments(x0[b : b + 1], t_b, draw))
+        return torch.cat(rows)
 
     def _q_sample_closed(self, x0, t, noise, generator, seed=None, keys=None):
         """The one-draw closed form signal_t x0 + sigma_t L e."""
@@ -131,7 +154,17 @@ class ForwardProcess:
         noise = self._noise(x0, noise, generator, seed, keys)
         return _affine(signal, x0, sigma, noise), noise
 
-    def q_sample_from(self, x_s, s, t, noise=None, generator=None, *, seed=None, keys=None):
+    def q_sample_from(
+        self,
+        x_s: torch.Tensor,
+        s: Any,
+        t: Any,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        seed: int | None = None,
+        keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t ~ q(x_t | x_s) = N(alpha_{t|s} x_s, sigma^2_{t|s} S) for s <= t; s = -1 is x0.
 
         alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
@@ -149,7 +182,9 @@ class ForwardProcess:
         cd = _compute_dtype(x_s.dtype)
         return _affine(alpha.to(cd), x_s, sigma2.sqrt().to(cd), noise), noise
 
-    def q_sample_loop(self, x0, t, generator=None):
+    def q_sample_loop(
+        self, x0: torch.Tensor, t: Any, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """x_t by walking the chain x_k = sqrt(alpha_k) x_{k-1} + sqrt(beta_k) e_k, k = 0..t.
 
         O(t) per sample: the reference the closed form is tested against (Ho et al. 2020,
@@ -164,6 +199,11 @@ class ForwardProcess:
 
     def _chain(self, x0, t, draw):
         """The chain in the compute dtype; ``draw(k)`` gives step k's white noise."""
+        if getattr(self.schedule, "is_continuous", False):
+            raise TypeError(
+                f"the chain walks discrete steps; {self.schedule!r} is continuous-time. "
+                "Compose exact jumps with q_sample_from over a time grid instead."
+            )
         cd = _compute_dtype(x0.dtype)
         x = x0.to(cd, copy=True)
         # Python floats from the CPU float64 tables: no device read per step.
@@ -199,7 +239,12 @@ class ForwardProcess:
         buffer = torch.empty(self.noise.white_shape(tuple(x.shape)), device=x.device, dtype=cd)
         return lambda k: torch.randn(buffer.shape, generator=generator, out=buffer)
 
-    def trajectory(self, x0, steps: Sequence[int] | torch.Tensor, generator=None):
+    def trajectory(
+        self,
+        x0: torch.Tensor,
+        steps: Sequence[int] | torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """One sample path observed at increasing ``steps``, by successive exact jumps.
 
         Returns a tensor of shape (len(steps), *x0.shape) in x0's dtype; the path is
@@ -264,11 +309,15 @@ class ForwardProcess:
         return self._plan(t, shape, path=path)
 
     def _plan(self, t, shape, *, path=None) -> Plan:
-        return plan_fixed_covariance(self.noise, t, shape, check_path(path or self.path))
+        continuous = getattr(self.schedule, "is_continuous", False)
+        path = check_path(path or self.path)
+        return plan_fixed_covariance(self.noise, t, shape, path, continuous=continuous)
 
     # ---- posterior and targets --------------------------------------------------------------
 
-    def q_posterior(self, x0, x_t, t, s=None):
+    def q_posterior(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: Any, s: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_s | x_t, x0) for s < t (default s = t - 1).
 
         mean = signal_s sigma^2_{t|s} / sigma_t^2 x0 + alpha_{t|s} sigma_s^2 / sigma_t^2 x_t,
@@ -286,6 +335,8 @@ class ForwardProcess:
         _check_pair(x0, x_t, "x0", "x_t")
         self.noise.check_shape(tuple(x_t.shape[1:]))
         t = self._steps(t, x_t)
+        if s is None and getattr(self.schedule, "is_continuous", False):
+            raise ValueError("q_posterior needs s (the earlier time) for a continuous-time process")
         s = t - 1 if s is None else self._steps(s, x_t, name="s", lowest=-1)
         self._check_order(s, t, x_t.device, strict=True)
         if not self._elementwise(s, t):
@@ -300,7 +351,7 @@ class ForwardProcess:
         variance = (sigma2_ts * sigma2_s / sigma2_t).to(cd)
         return _affine(coef_x0, x0, coef_xt, x_t), variance
 
-    def v_target(self, x0, noise, t):
+    def v_target(self, x0: torch.Tensor, noise: torch.Tensor, t: Any) -> torch.Tensor:
         """v = signal_t e - sigma_t x0 (Salimans & Ho 2022, arXiv 2202.00512, section 4)."""
         _check_sample(x0, "x0")
         _check_noise(noise, x0)
@@ -308,7 +359,26 @@ class ForwardProcess:
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         return _affine(signal, noise, -sigma, x0)
 
-    def predict_x0(self, x_t, model_output, t, prediction: str = "epsilon"):
+    def flow_velocity(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """u = dx_t/dt = e - x0 for flow matching's x_t = (1 - t) x0 + t e (Lipman et al.
+        2022, arXiv 2210.02747, eq. 23; Liu et al. 2022, arXiv 2209.03003, eq. 1).
+
+        Not the v-prediction target (``v_target`` = (1 - t) e - t x0 on this path); only
+        defined for a flow-matching schedule. Returns x0's dtype, computed in float32.
+        """
+        if not getattr(self.schedule, "is_flow", False):
+            raise TypeError(
+                f"flow_velocity (e - x0) is the target of the flow-matching path; "
+                f"{self.schedule!r} is not one. Use v_target or FlowMatching()."
+            )
+        _check_sample(x0, "x0")
+        _check_noise(noise, x0)
+        cd = _compute_dtype(x0.dtype)
+        return (noise.to(cd) - x0.to(cd)).to(x0.dtype)
+
+    def predict_x0(
+        self, x_t: torch.Tensor, model_output: torch.Tensor, t: Any, prediction: str = "epsilon"
+    ) -> torch.Tensor:
         """x0 from a model's output: ``epsilon``: (x_t - sigma_t e) / signal_t;
         ``v``: signal_t x_t - sigma_t v; ``sample``: the output itself.
 
@@ -359,11 +429,12 @@ class ForwardProcess:
             ok = s < t if strict else s <= t
         else:
             s_, t_ = torch.as_tensor(s, device=device), torch.as_tensor(t, device=device)
-            ok = (s_ < t_ if strict else s_ <= t_).all()
+            in_order = (s_ < t_ if strict else s_ <= t_).all()
             if device.type != "cpu":
                 if self.validate:
-                    torch._assert_async(ok, f"need s {relation} t")
+                    torch._assert_async(in_order, f"need s {relation} t")
                 return
+            ok = bool(in_order)
         if not ok:
             raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
 

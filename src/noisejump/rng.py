@@ -64,7 +64,8 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = PHILOX_ROUNDS):
     """
     words = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=I64) for c in (c0, c1, c2, c3)))
     shape = words[0].shape
-    (x0, x2), (x1, x3) = _philox_pairs(*(w.reshape(1, -1) for w in words), k0, k1, rounds)
+    w0, w1, w2, w3 = (w.reshape(1, -1) for w in words)
+    (x0, x2), (x1, x3) = _philox_pairs(w0, w1, w2, w3, k0, k1, rounds)
     return tuple(x.reshape(shape) for x in (x0, x1, x2, x3))
 
 

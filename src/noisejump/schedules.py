@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -63,7 +64,9 @@ class Schedule:
     # ---- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_betas(cls, betas, *, name: str = "custom", timesteps=None) -> Schedule:
+    def from_betas(
+        cls, betas: Sequence[float] | torch.Tensor, *, name: str = "custom", timesteps: Any = None
+    ) -> Schedule:
         """Schedule from the per-step variances beta_t in (0, 1] (Ho et al. 2020, eq. 2)."""
         betas = _as_table(betas, "betas")
         bad = ~((betas > 0) & (betas <= 1))
@@ -80,7 +83,13 @@ class Schedule:
         return cls(betas, 1.0 - betas, log_abar, _as_timesteps(timesteps, len(betas)), name)
 
     @classmethod
-    def from_alphas_cumprod(cls, alphas_cumprod, *, name: str = "custom", timesteps=None):
+    def from_alphas_cumprod(
+        cls,
+        alphas_cumprod: Sequence[float] | torch.Tensor,
+        *,
+        name: str = "custom",
+        timesteps: Any = None,
+    ) -> Schedule:
         """Schedule from abar_t, strictly decreasing in [0, 1) (only the last may be 0).
 
         beta_t = 1 - abar_t / abar_{t-1} with abar_{-1} = 1.
@@ -403,3 +412,29 @@ def get_schedule(
     betas = _NAMED[name](num_steps, beta_start, beta_end, **kwargs)
     schedule = Schedule.from_betas(betas, name=name)
     return schedule.rescale_zero_terminal_snr() if rescale_zero_terminal_snr else schedule
+
+
+class ScheduleLike(Protocol):
+    """What ``ForwardProcess`` needs from a schedule (discrete, continuous-time or a view).
+
+    ``steps`` validates and places t; ``marginal`` gives (signal_t, sigma_t) of
+    q(x_t | x0); ``transition`` gives (alpha_{t|s}, sigma^2_{t|s}) of q(x_t | x_s).
+    """
+
+    def steps(
+        self,
+        t: Any,
+        like: torch.Tensor,
+        *,
+        name: str = ...,
+        lowest: int = ...,
+        validate: bool = ...,
+    ) -> Any: ...
+
+    def marginal(
+        self, t: Any, device: Any, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def transition(
+        self, s: Any, t: Any, device: Any, dtype: torch.dtype = ...
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...

@@ -85,7 +85,7 @@ def run(args) -> int:
         )
         print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
         return 0
-    report = benchmark.chain_vs_closed(
+    chain_report = benchmark.chain_vs_closed(
         (args.batch, *args.shape),
         args.steps,
         device=args.device,
@@ -93,5 +93,5 @@ def run(args) -> int:
         schedule=args.schedule,
         repeats=args.repeats,
     )
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
+    print(json.dumps(chain_report.as_dict(), indent=2) if args.json else chain_report.table())
     return 0

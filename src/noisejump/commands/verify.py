@@ -77,6 +77,7 @@ def run(args) -> int:
     schedule = get_schedule(args.schedule)
     example = EXAMPLES[args.noise]
     if args.process == "forward":
+        process: ForwardProcess | MixtureProcess | BlurringProcess
         process = ForwardProcess(schedule, example.build())
     elif args.process == "mixture":
         steps = schedule.num_steps

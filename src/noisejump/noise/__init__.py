@@ -6,6 +6,7 @@ section per family: formula, source, covariance and how it is drawn.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from .base import NoiseFamily
@@ -19,7 +20,7 @@ from .offset import Offset
 from .pyramid import Pyramid
 from .stationary import RBF, Colored, Spectral, Stationary
 
-_FAMILIES = {
+_FAMILIES: dict[str, Callable[..., NoiseFamily]] = {
     "isotropic": Isotropic,
     "diagonal": Diagonal,
     "offset": Offset,

@@ -64,7 +64,7 @@ class MixtureProcess(TimeVaryingProcess):
             c[k] = previous
         self.c = c
         if all(a.is_isotropic or a.eigenbasis == "identity" for a in atoms):
-            self.basis = "identity"  # every S_k diagonal: the posterior is per element
+            self.basis: str | None = "identity"  # every S_k diagonal: the posterior is per element
         elif all(a.is_isotropic or isinstance(a, Stationary) for a in atoms):
             self.basis = "fft"  # every S_k circulant: the posterior is per frequency
         else:
@@ -169,8 +169,10 @@ class MixtureProcess(TimeVaryingProcess):
                 else atom.power_spectrum(height, width)
                 for atom in self.atoms
             ]
-            c_prev = sum(float(self.c[t - 1, j]) * p for j, p in enumerate(spectra))
-            c_t = sum(float(self.c[t, j]) * p for j, p in enumerate(spectra))
+            c_prev = torch.stack([float(self.c[t - 1, j]) * p for j, p in enumerate(spectra)]).sum(
+                0
+            )
+            c_t = torch.stack([float(self.c[t, j]) * p for j, p in enumerate(spectra)]).sum(0)
             gain = a * c_prev / c_t
             update = torch.fft.irfft2(
                 gain[:, : width // 2 + 1] * torch.fft.rfft2(residual), s=(height, width)

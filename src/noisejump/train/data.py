@@ -75,7 +75,7 @@ def _photo_crops(size: int) -> torch.Tensor:
         top = int(rng.integers(photo.shape[0] - side + 1))
         left = int(rng.integers(photo.shape[1] - side + 1))
         crop = Image.fromarray(photo[top : top + side, left : left + side])
-        crops.append(np.asarray(crop.resize((size, size), Image.BICUBIC)))
+        crops.append(np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC)))
     return _to_tensor(np.stack(crops))
 
 
@@ -107,7 +107,7 @@ def _resize_crop(image, size: int):
 
     scale = size / min(image.size)
     width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    image = image.resize((width, height), Image.BICUBIC)
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
     left, top = (width - size) // 2, (height - size) // 2
     return image.crop((left, top, left + size, top + size))
 

@@ -221,7 +221,7 @@ def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
     from . import pictures
     from .sampling import sample
 
-    written = {"losses": str(run_dir / "losses.json")}
+    written: dict[str, object] = {"losses": str(run_dir / "losses.json")}
     (run_dir / "losses.json").write_text(json.dumps(losses))
     pictures.plot_losses(losses, run_dir / "loss.png")
     written["loss_png"] = str(run_dir / "loss.png")

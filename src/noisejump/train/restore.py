@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..process import ForwardProcess
 from . import checkpoint
 from .config import TrainConfig
 
@@ -14,7 +15,7 @@ from .config import TrainConfig
 @dataclass
 class Trained:
     model: torch.nn.Module
-    process: object
+    process: ForwardProcess
     config: TrainConfig
     image_shape: tuple[int, int, int]
     step: int

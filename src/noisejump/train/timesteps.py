@@ -68,7 +68,7 @@ class TimestepSampler:
         for step, loss in zip(t.tolist(), losses.to(torch.float64).tolist(), strict=True):
             self.history[step] = torch.roll(self.history[step], -1)
             self.history[step, -1] = loss
-            self.counts[step] = min(self.counts[step] + 1, IMPORTANCE_HISTORY)
+            self.counts[step] = min(int(self.counts[step]) + 1, IMPORTANCE_HISTORY)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"history": self.history.clone(), "counts": self.counts.clone()}

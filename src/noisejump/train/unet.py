@@ -132,7 +132,7 @@ class UNet(nn.Module):
         self.norm_out = _norm(width)
         self.conv_out = nn.Conv2d(width, in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.bias)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         embedding = self.embed(timestep_embedding(t, self.channels))

@@ -1,0 +1,169 @@
+"""The protocol every continuous-time schedule follows, written once.
+
+A continuous-time Gaussian process has q(x_t | x0) = N(signal(t) x0, sigma(t)^2 S) for a
+float time t per sample. ``ForwardProcess`` asks a schedule for three things (see
+``schedules.py``): ``steps`` (validate and place t), ``marginal`` (signal_t, sigma_t) and
+``transition`` (alpha_{t|s}, sigma^2_{t|s}). Here they derive from one function per
+schedule, ``log_signal_sigma(t)`` in float64, so each schedule is a few lines of formula.
+
+Notation (Kingma et al. 2021, VDM, arXiv 2107.00630; Song et al. 2021, arXiv 2011.13456):
+
+    signal, sigma    coefficients of x0 and e in x_t            (VDM's alpha_t, sigma_t)
+    log_snr          lambda_t = 2 (log signal_t - log sigma_t)   (VDM's -gamma(t))
+    alpha_{t|s}      signal_t / signal_s                         (VDM eq. 19)
+    sigma^2_{t|s}    sigma_t^2 - alpha_{t|s}^2 sigma_s^2 = sigma_t^2 (1 - exp(lambda_t - lambda_s))
+
+The last form, -expm1(lambda_t - lambda_s) sigma_t^2, is accurate when s is close to t
+(no cancellation). As for discrete schedules, s = -1 names the clean data itself (signal 1,
+sigma 0, lambda = +inf), the start of a jump from x0 and the posterior's target; for most
+schedules time 0 is the data too, but a user's log-SNR function may stop short of +inf.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+F64 = torch.float64
+DATA = -1.0  # the time that names x0 itself
+TimeLike = float | int | torch.Tensor
+DeviceLike = torch.device | str | None
+
+
+class ContinuousSchedule:
+    """Base class: a Gaussian forward process with float time t per sample.
+
+    Subclasses set ``t_max`` (``math.inf`` for an unbounded time such as EDM's sigma) and
+    ``time_name``, and implement :meth:`log_signal_sigma`.
+    """
+
+    is_continuous = True
+    #: The smallest valid time (for EDM a sigma, valid only as the data, -1 aside).
+    t_min = 0.0
+    #: The largest valid time.
+    t_max = 1.0
+    #: What the time variable is called in error messages.
+    time_name = "t"
+    name = "continuous"
+
+    # ---- the formula a subclass provides ----------------------------------------------------
+
+    def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log signal_t, log sigma_t) for a float64 tensor t inside the valid range."""
+        raise NotImplementedError
+
+    # ---- derived quantities (float64) ---------------------------------------------------------
+
+    def log_snr(self, t: TimeLike) -> torch.Tensor:
+        """lambda_t = log(signal_t^2 / sigma_t^2), float64; +inf for the data (t = -1)."""
+        log_signal, log_sigma = self._logs(torch.as_tensor(t, dtype=F64))
+        return 2.0 * (log_signal - log_sigma)
+
+    def signal_sigma(self, t: TimeLike) -> tuple[torch.Tensor, torch.Tensor]:
+        """(signal_t, sigma_t) in float64 for a time or tensor of times (not range-checked)."""
+        log_signal, log_sigma = self._logs(torch.as_tensor(t, dtype=F64))
+        return torch.exp(log_signal), torch.exp(log_sigma)
+
+    def _logs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log_signal_sigma with t = -1 read as the data: (0, -inf)."""
+        data = t == DATA
+        log_signal, log_sigma = self.log_signal_sigma(torch.where(data, self.t_min, t))
+        zero = torch.zeros_like(log_signal)
+        return torch.where(data, zero, log_signal), torch.where(data, zero - math.inf, log_sigma)
+
+    # ---- the interface ForwardProcess uses ------------------------------------------------------
+
+    def steps(
+        self,
+        t: TimeLike,
+        like: torch.Tensor,
+        *,
+        name: str = "t",
+        lowest: int = 0,
+        validate: bool = True,
+    ) -> torch.Tensor:
+        """Validate float time(s) ``t`` for a sample ``like`` and place them for broadcasting.
+
+        Returns a float64 tensor on ``like.device``: 0-d for one time, shaped (B, 1, ..., 1)
+        for one time per sample. ``lowest`` = -1 (a jump's start, the posterior's target)
+        also admits the clean data; for schedules whose time is a sigma (EDM), sigma 0 is
+        admitted only then. CPU values are range-checked eagerly; CUDA tensors with an
+        asynchronous device-side assert (no host sync), or not at all when ``validate`` is
+        False.
+        """
+        if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
+            raise TypeError(f"{name} must be {self._allowed(lowest)}, got a boolean")
+        if isinstance(t, (int, float)):
+            t = torch.tensor(float(t), dtype=F64)
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a float or a tensor of times, got {type(t).__name__}")
+        if t.dim() > 1:
+            raise ValueError(
+                f"{name} must be 0-d or 1-D (one time per sample), got shape {tuple(t.shape)}"
+            )
+        if t.dim() == 1 and (like.dim() == 0 or like.shape[0] != len(t)):
+            batch = like.shape[0] if like.dim() > 0 else None
+            raise ValueError(
+                f"{name} has {len(t)} times but the sample's batch (first dimension) is "
+                f"{batch}; give one time per sample or a single time"
+            )
+        if t.device.type == "cpu":
+            t = t.to(F64)
+            if t.numel() and not bool(self._in_range(t, lowest).all()):
+                bad = t[~self._in_range(t, lowest)].flatten()[0].item()
+                raise ValueError(f"{name} must be {self._allowed(lowest)}, got {bad!r}")
+        elif validate:
+            torch._assert_async(self._in_range(t, lowest).all(), f"{name} out of range")
+        t = t.to(device=like.device, dtype=F64, non_blocking=True)
+        if t.dim() == 1:
+            t = t.reshape((-1,) + (1,) * (like.dim() - 1))
+        return t
+
+    def marginal(
+        self, t: TimeLike, device: DeviceLike, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 S), in ``dtype``."""
+        signal, sigma = self.signal_sigma(torch.as_tensor(t, dtype=F64, device=device))
+        return signal.to(dtype), sigma.to(dtype)
+
+    def transition(
+        self, s: TimeLike, t: TimeLike, device: DeviceLike, dtype: torch.dtype = F64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha_{t|s}, sigma^2_{t|s}) of q(x_t | x_s) for s <= t (s = -1: the data).
+
+        alpha_{t|s} = signal_t / signal_s and sigma^2_{t|s} = -expm1(lambda_t - lambda_s)
+        sigma_t^2 (Kingma et al. 2021, eq. 19 and 33), from logs in float64; s = t gives
+        (1, 0) exactly.
+        """
+        s = torch.as_tensor(s, dtype=F64, device=device)
+        t = torch.as_tensor(t, dtype=F64, device=device)
+        log_signal_s, log_sigma_s = self._logs(s)
+        log_signal_t, log_sigma_t = self._logs(t)
+        alpha = torch.exp(log_signal_t - log_signal_s)
+        # lambda_t - lambda_s, written so that s = data (lambda_s = +inf) gives -inf.
+        delta = 2.0 * ((log_signal_t - log_sigma_t) - (log_signal_s - log_sigma_s))
+        sigma2 = -torch.expm1(delta) * torch.exp(2.0 * log_sigma_t)
+        same = s == t
+        alpha = torch.where(same, torch.ones_like(alpha), alpha)
+        sigma2 = torch.where(same, torch.zeros_like(sigma2), sigma2)
+        return alpha.to(dtype), sigma2.to(dtype)
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _in_range(self, t: torch.Tensor, lowest: int) -> torch.Tensor:
+        closed = lowest < 0 or not math.isinf(self.t_max)  # EDM: sigma 0 only as the data
+        above = t >= self.t_min if closed else t > self.t_min
+        ok = above & (t <= self.t_max) & torch.isfinite(t)
+        return ok | (t == DATA) if lowest < 0 else ok
+
+    def _allowed(self, lowest: int) -> str:
+        closed = lowest < 0 or not math.isinf(self.t_max)
+        low = "[" if closed else "("
+        high = "inf)" if math.isinf(self.t_max) else f"{self.t_max:g}]"
+        data = " (or -1 for the data)" if lowest < 0 else ""
+        what = "a float" if self.time_name == "t" else f"a noise level {self.time_name}"
+        return f"{what} in {low}{self.t_min:g}, {high}{data}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,96 @@
+"""Variance-exploding sigmas with EDM's preconditioning (Karras et al. 2022, arXiv 2206.00364).
+
+Here the time *is* the noise level: x = x0 + sigma e, sigma > 0 (EDM Table 1, "VE" and
+"EDM" columns: s(t) = 1, sigma(t) = t). The network D(x; sigma) = c_skip x + c_out F(c_in x;
+c_noise) is trained with the loss weight lambda(sigma) on sigmas drawn log-normally:
+
+    c_skip  = sigma_data^2 / (sigma^2 + sigma_data^2)                        (Table 1)
+    c_out   = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)
+    c_in    = 1 / sqrt(sigma^2 + sigma_data^2)
+    c_noise = log(sigma) / 4
+    lambda  = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2
+    ln sigma ~ N(P_mean, P_std^2), P_mean = -1.2, P_std = 1.2, sigma_data = 0.5
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import ContinuousSchedule, DeviceLike, TimeLike
+
+F64 = torch.float64
+
+
+class EDM(ContinuousSchedule):
+    """x_sigma = x0 + sigma e with sigma in (0, inf): the VE process EDM trains on.
+
+    Pass sigma where other processes take t (``q_sample(x0, sigma)``); sigma = 0 is the data
+    and is accepted only as a jump's start or the posterior's target.
+
+    Args:
+        sigma_data: standard deviation of the data (0.5 for images in [-1, 1]).
+        p_mean, p_std: the log-normal of training sigmas (EDM, section 5).
+    """
+
+    name = "edm"
+    t_max = math.inf
+    time_name = "sigma"
+
+    def __init__(self, sigma_data: float = 0.5, p_mean: float = -1.2, p_std: float = 1.2):
+        for label, value in (("sigma_data", sigma_data), ("p_std", p_std)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{label} must be a positive finite number, got {value!r}")
+        if not (isinstance(p_mean, (int, float)) and math.isfinite(p_mean)):
+            raise ValueError(f"p_mean must be a finite number, got {p_mean!r}")
+        self.sigma_data = float(sigma_data)
+        self.p_mean = float(p_mean)
+        self.p_std = float(p_std)
+
+    def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros_like(t), torch.log(t)
+
+    # ---- preconditioning (EDM Table 1) ---------------------------------------------------------
+
+    def c_skip(self, sigma: TimeLike) -> torch.Tensor:
+        sigma = self._sigma(sigma)
+        return self.sigma_data**2 / (sigma**2 + self.sigma_data**2)
+
+    def c_out(self, sigma: TimeLike) -> torch.Tensor:
+        sigma = self._sigma(sigma)
+        return sigma * self.sigma_data / torch.sqrt(sigma**2 + self.sigma_data**2)
+
+    def c_in(self, sigma: TimeLike) -> torch.Tensor:
+        sigma = self._sigma(sigma)
+        return 1.0 / torch.sqrt(sigma**2 + self.sigma_data**2)
+
+    def c_noise(self, sigma: TimeLike) -> torch.Tensor:
+        return torch.log(self._sigma(sigma)) / 4.0
+
+    def loss_weight(self, sigma: TimeLike) -> torch.Tensor:
+        """lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (EDM Table 1)."""
+        sigma = self._sigma(sigma)
+        return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+
+    def sample_t(
+        self,
+        batch: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: DeviceLike = None,
+    ) -> torch.Tensor:
+        """sigma = exp(P_mean + P_std n), n ~ N(0, 1): EDM's training sigmas, float64."""
+        n = torch.randn(batch, generator=generator, device=device, dtype=F64)
+        return torch.exp(self.p_mean + self.p_std * n)
+
+    def _sigma(self, sigma: TimeLike) -> torch.Tensor:
+        """sigma as a float64 tensor, checked > 0 and finite when it is on the CPU."""
+        value = torch.as_tensor(sigma, dtype=F64) if not isinstance(sigma, torch.Tensor) else sigma
+        if value.device.type == "cpu" and not bool(((value > 0) & torch.isfinite(value)).all()):
+            bad = value[~((value > 0) & torch.isfinite(value))].flatten()[0].item()
+            raise ValueError(f"sigma must be a positive finite float, got {bad!r}")
+        return value
+
+    def __repr__(self) -> str:
+        return f"EDM(sigma_data={self.sigma_data:g}, p_mean={self.p_mean:g}, p_std={self.p_std:g})"

@@ -1,0 +1,282 @@
+"""A drop-in for the forward process of diffusers' schedulers.
+
+``from_diffusers(scheduler_or_config)`` builds the noisejump process a diffusers scheduler
+trains with, from its config, in float64. ``DiffusersAdapter(scheduler)`` offers the
+scheduler methods a training script calls, with the same signatures:
+
+    add_noise(original_samples, noise, timesteps)   x_t from the caller's noise
+    get_velocity(sample, noise, timesteps)           v = sqrt(abar_t) e - sqrt(1 - abar_t) x0
+    scale_noise(sample, timestep, noise)             flow matching, timestep in [0, T]
+    add_fresh_noise(original_samples, timesteps, seed=, keys=)   keyed noise, one pass
+
+Three kinds of scheduler add noise in three forms (``SUPPORTED`` lists the classes):
+
+    "vp"     sqrt(abar_t) x0 + sqrt(1 - abar_t) e      DDPM, DDIM, PNDM, DPM-Solver, ...
+    "sigma"  x0 + sigma_t e, sigma_t^2 = (1 - abar_t) / abar_t          Euler, Heun, LMS, ...
+    "flow"   (1 - sigma) x0 + sigma e, sigma = timestep / T     FlowMatchEuler, FlowMatchHeun
+
+Differences from diffusers, all deliberate: coefficients come from float64 tables and are
+applied in float32 (diffusers casts ``alphas_cumprod`` to the sample's dtype first, so in
+bfloat16 the smallest steps get no noise at all); nothing is mutated (diffusers' add_noise
+reassigns ``self.alphas_cumprod``); no timestep lookup loop, so no host sync per sample.
+diffusers itself is never imported: schedulers are recognised by class name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..continuous import FlowMatching
+from ..process import ForwardProcess
+from ..schedules import Schedule, get_schedule, schedule_names
+from ..sigmas import DiscreteSigmas
+
+__all__ = ["SUPPORTED", "DiffusersAdapter", "from_diffusers"]
+
+_VP = (
+    "DDPMScheduler",
+    "DDIMScheduler",
+    "DDPMParallelScheduler",
+    "DDIMParallelScheduler",
+    "PNDMScheduler",
+    "LCMScheduler",
+    "TCDScheduler",
+    "SASolverScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "DEISMultistepScheduler",
+    "UniPCMultistepScheduler",
+)
+_SIGMA = (
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+)
+_FLOW = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler")
+#: Supported scheduler class names, by the form in which they add noise.
+SUPPORTED: dict[str, tuple[str, ...]] = {"vp": _VP, "sigma": _SIGMA, "flow": _FLOW}
+
+
+def from_diffusers(scheduler_or_config: Any) -> ForwardProcess:
+    """The noisejump process of a diffusers scheduler, or of its config.
+
+    Args:
+        scheduler_or_config: a diffusers scheduler instance, or a config mapping that
+            names its class in ``_class_name`` (scheduler_config.json, ``load_config``).
+    Returns:
+        a :class:`~noisejump.ForwardProcess` over a float64 :class:`~noisejump.Schedule`
+        ("vp" schedulers), its :class:`~noisejump.sigmas.DiscreteSigmas` view ("sigma"),
+        or :class:`~noisejump.continuous.FlowMatching` ("flow"; the config's static shift
+        becomes the shift of ``sample_t``).
+    Raises:
+        ValueError: an unsupported scheduler class or configuration, naming what is.
+    """
+    name, config = _identify(scheduler_or_config)
+    kind = _kind(name)
+    if kind == "flow":
+        if config.get("invert_sigmas", False):
+            raise ValueError(f"{name} with invert_sigmas=True is not supported")
+        shift = 1.0 if config.get("use_dynamic_shifting", False) else config.get("shift", 1.0)
+        return ForwardProcess(FlowMatching(shift=float(shift)))
+    if kind == "sigma" and config.get("rescale_betas_zero_snr", False):
+        # diffusers sets abar_T = 2**-24 (6e-8) there, above the abar of the step before it
+        # (4.2e-9 for rescaled linear betas): sigma_T = 4096 < sigma_{T-1}, not a forward
+        # process any more.
+        raise ValueError(
+            f"{name} with rescale_betas_zero_snr=True is not supported: sigma_T is infinite "
+            "at zero terminal SNR, and diffusers' clamp (abar_T = 2**-24) makes the last "
+            "step less noisy than the one before. Use a 'vp' scheduler (e.g. DDPMScheduler)."
+        )
+    schedule = _schedule(name, config)
+    if kind == "sigma":
+        if config.get("timestep_type", "discrete") != "discrete":
+            raise ValueError(
+                f"{name} with timestep_type={config['timestep_type']!r} is not supported: its "
+                "timesteps are log-sigmas, not step indices; use timestep_type='discrete'"
+            )
+        return ForwardProcess(DiscreteSigmas(schedule))
+    return ForwardProcess(schedule)
+
+
+class DiffusersAdapter:
+    """diffusers' ``add_noise`` / ``get_velocity`` / ``scale_noise``, computed by noisejump.
+
+    Replace ``noise_scheduler.add_noise(latents, noise, timesteps)`` in a training script
+    by ``adapter.add_noise(latents, noise, timesteps)`` with
+    ``adapter = DiffusersAdapter(noise_scheduler)``; the scheduler is read, never changed.
+
+    Attributes:
+        process: the :class:`~noisejump.ForwardProcess` (see :func:`from_diffusers`).
+        kind: "vp", "sigma" or "flow" (see the module docstring).
+        num_train_timesteps: T of the config.
+    """
+
+    def __init__(self, scheduler: Any):
+        name, config = _identify(scheduler)
+        self.scheduler_name = name
+        self.kind = _kind(name)
+        self.num_train_timesteps = int(config.get("num_train_timesteps", 1000))
+        self.process = from_diffusers(scheduler)
+        if self.kind == "sigma":
+            self._vp = ForwardProcess(self.process.schedule.base)
+        elif self.kind == "vp":
+            self._vp = self.process
+
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: Any
+    ) -> torch.Tensor:
+        """x_t for the caller's noise at integer ``timesteps`` in [0, T - 1] (one per sample).
+
+        "vp": sqrt(abar_t) x0 + sqrt(1 - abar_t) e (Ho et al. 2020, eq. 4); "sigma":
+        x0 + sigma_t e. Float timesteps must hold whole numbers (Euler's
+        ``scheduler.timesteps`` do). Returns original_samples' dtype.
+        """
+        if self.kind == "flow":
+            raise TypeError(
+                f"{self.scheduler_name} has no add_noise; flow matching uses "
+                "scale_noise(sample, timestep, noise)"
+            )
+        steps = self._integer_steps(timesteps)
+        return self.process.q_sample(original_samples, steps, noise=noise)[0]
+
+    def get_velocity(
+        self, sample: torch.Tensor, noise: torch.Tensor, timesteps: Any
+    ) -> torch.Tensor:
+        """v = sqrt(abar_t) e - sqrt(1 - abar_t) x0 (Salimans & Ho 2022), ``sample`` being
+        the clean x0 as in diffusers. Not defined for flow matching (its target is
+        ``noise - sample``, ``ForwardProcess.flow_velocity``)."""
+        if self.kind == "flow":
+            raise TypeError(
+                f"{self.scheduler_name} has no get_velocity; the flow-matching target is "
+                "noise - sample (ForwardProcess.flow_velocity)"
+            )
+        return self._vp.v_target(sample, noise, self._integer_steps(timesteps))
+
+    def scale_noise(
+        self, sample: torch.Tensor, timestep: Any, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(1 - sigma) x0 + sigma e with sigma = timestep / T, timestep in [0, T] (float).
+
+        diffusers' FlowMatch schedulers keep sigma = timestep / T in their tables (the
+        shift is already inside the timestep), so any timestep in [0, T] works here, not
+        only those in ``scheduler.timesteps``. ``noise`` is drawn when None.
+        """
+        if self.kind != "flow":
+            raise TypeError(
+                f"scale_noise is the flow-matching forward process; {self.scheduler_name} "
+                "adds noise with add_noise"
+            )
+        return self.process.q_sample(sample, self._flow_time(timestep, sample), noise=noise)[0]
+
+    def _flow_time(self, timestep: Any, sample: torch.Tensor) -> Any:
+        """t = timestep / T in float64; a (1,) tensor applies to the whole batch."""
+        if isinstance(timestep, torch.Tensor):
+            t = timestep.to(torch.float64) / self.num_train_timesteps
+            if t.dim() == 1 and len(t) == 1 and sample.shape[0] != 1:
+                t = t[0]  # diffusers broadcasts one timestep over the batch
+            return t
+        if isinstance(timestep, (int, float)) and not isinstance(timestep, bool):
+            return float(timestep) / self.num_train_timesteps
+        raise TypeError(f"timestep must be a float or a tensor, got {type(timestep).__name__}")
+
+    def add_fresh_noise(
+        self, original_samples: torch.Tensor, timesteps: Any, *, seed: int, keys: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw keyed noise and add it in one pass: (x_t, noise), both original_samples' dtype.
+
+        The noise of sample b is a pure function of (seed, keys[b]) (``noisejump.rng``,
+        docs/keyed-noise.md): the same for any batch size, order or number of GPUs. Unlike
+        ``add_noise``, whose caller already paid for drawing and storing the noise, this
+        draws and applies it inside ``ForwardProcess.q_sample`` (the fused kernel where
+        one is available). ``timesteps``: integer steps, or for flow matching floats in
+        [0, T] as for :meth:`scale_noise`. ``noise`` is the epsilon-prediction target.
+        """
+        if self.kind == "flow":
+            t = self._flow_time(timesteps, original_samples)
+        else:
+            t = self._integer_steps(timesteps)
+        return self.process.q_sample(original_samples, t, seed=seed, keys=keys)
+
+    def _integer_steps(self, timesteps: Any) -> Any:
+        """Integer tensors and ints as they are; whole-valued float tensors as int64."""
+        if isinstance(timesteps, torch.Tensor) and timesteps.dtype.is_floating_point:
+            steps = timesteps.round().to(torch.int64)
+            if timesteps.device.type == "cpu" and not bool((steps == timesteps).all()):
+                raise ValueError(
+                    f"timesteps must be whole numbers in [0, {self.num_train_timesteps - 1}] "
+                    f"for {self.scheduler_name}, got {timesteps.flatten()[:4].tolist()}"
+                )
+            return steps
+        return timesteps
+
+    def __repr__(self) -> str:
+        return f"DiffusersAdapter({self.scheduler_name}, {self.process!r})"
+
+
+# ---- reading a scheduler's config ---------------------------------------------------------
+
+
+def _identify(scheduler_or_config: Any) -> tuple[str, Mapping[str, Any]]:
+    """(class name, config) of a scheduler instance or a config mapping."""
+    if isinstance(scheduler_or_config, Mapping):
+        config = scheduler_or_config
+        name = config.get("_class_name")
+        if not isinstance(name, str):
+            raise ValueError(
+                "a scheduler config must name its class in '_class_name' (scheduler_config.json "
+                "and Scheduler.load_config have it; scheduler.config does not: pass the "
+                "scheduler itself); got keys " + str(sorted(config)[:8])
+            )
+        return name, config
+    attached = getattr(scheduler_or_config, "config", None)
+    if not isinstance(attached, Mapping):
+        raise TypeError(
+            "from_diffusers takes a diffusers scheduler or its config mapping, got "
+            f"{type(scheduler_or_config).__name__}"
+        )
+    for cls in type(scheduler_or_config).__mro__:  # subclasses of a supported scheduler
+        if _kind(cls.__name__, strict=False):
+            return cls.__name__, attached
+    return type(scheduler_or_config).__name__, attached
+
+
+def _kind(name: str, *, strict: bool = True) -> str:
+    for kind, names in SUPPORTED.items():
+        if name in names:
+            return kind
+    if not strict:
+        return ""
+    listed = ", ".join(n for names in SUPPORTED.values() for n in names)
+    raise ValueError(f"diffusers scheduler {name!r} is not supported; supported: {listed}")
+
+
+def _schedule(name: str, config: Mapping[str, Any]) -> Schedule:
+    """The float64 schedule of a "vp" or "sigma" scheduler's config."""
+    num_steps = int(config.get("num_train_timesteps", 1000))
+    zero_snr = bool(config.get("rescale_betas_zero_snr", False))
+    trained = config.get("trained_betas")
+    if trained is not None:
+        schedule = Schedule.from_betas(list(trained), name="trained_betas")
+        schedule = schedule.rescale_zero_terminal_snr() if zero_snr else schedule
+    else:
+        beta_schedule = config.get("beta_schedule", "linear")
+        if beta_schedule == "cosine" or beta_schedule not in schedule_names():
+            allowed = [n for n in schedule_names() if n != "cosine"]
+            raise ValueError(
+                f"{name} with beta_schedule={beta_schedule!r} is not supported; "
+                f"supported: {allowed} or trained_betas"
+            )
+        schedule = get_schedule(
+            beta_schedule,
+            num_steps,
+            beta_start=float(config.get("beta_start", 1e-4)),
+            beta_end=float(config.get("beta_end", 0.02)),
+            rescale_zero_terminal_snr=zero_snr,
+        )
+    return schedule
