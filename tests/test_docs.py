@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("page", ["shortcut.md", "noise-families.md"])
+@pytest.mark.parametrize("page", ["docs/shortcut.md", "docs/noise-families.md", "README.md"])
 def test_examples_run(page, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
     assert blocks, f"{page} has no Python example"
     namespace: dict = {}
     for block in blocks:
