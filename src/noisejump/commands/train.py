@@ -5,21 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._types import positive_int
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+from ._types import non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -102,7 +88,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--snr-gamma",
-        type=_positive_float,
+        type=positive_float,
         default=d.snr_gamma,
         help=f"gamma of min-SNR-gamma weighting (default: {d.snr_gamma})",
     )
@@ -150,29 +136,29 @@ def add_parser(subparsers) -> None:
         help=f"global batch, all processes together (default: {d.batch_size})",
     )
     p.add_argument(
-        "--lr", type=_positive_float, default=d.lr, help=f"AdamW learning rate (default: {d.lr})"
+        "--lr", type=positive_float, default=d.lr, help=f"AdamW learning rate (default: {d.lr})"
     )
     p.add_argument(
         "--warmup-steps",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=d.warmup_steps,
         help=f"linear learning-rate warm-up (default: {d.warmup_steps})",
     )
     p.add_argument(
         "--ema-halflife-ksamples",
-        type=_positive_float,
+        type=positive_float,
         default=d.ema_halflife_ksamples,
         help=f"EMA half-life in thousands of training samples (default: {d.ema_halflife_ksamples})",
     )
     p.add_argument(
         "--grad-clip",
-        type=_positive_float,
+        type=positive_float,
         default=d.grad_clip,
         help=f"clip the gradient norm to this (default: {d.grad_clip})",
     )
     p.add_argument(
         "--seed",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=d.seed,
         help=f"seed of weights, data order, noise and timesteps (default: {d.seed})",
     )
@@ -201,7 +187,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--final-samples",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=d.final_samples,
         help=f"DDIM samples in samples.png at the end, 0 for none (default: {d.final_samples})",
     )
