@@ -24,7 +24,7 @@ T = SCHEDULE.num_steps
 
 def exact_errors(process, t, event, per_element=False):
     report = nj.verify(
-        process, t, exact_shape=event, stat_shape=event, n=8, per_element=per_element
+        process, t, exact_shape=event, stat_shape=event, n=20, per_element=per_element
     )
     return report.exact_errors
 
@@ -341,7 +341,7 @@ def test_per_element_law_at_zero_terminal_snr():
     torch.testing.assert_close(
         cov[last][:, last], process.noise.covariance((1, 4, 4))[last][:, last]
     )
-    errors = nj.verify(process, 49, exact_shape=(1, 4, 4), stat_shape=(1, 4, 4), n=8).exact_errors
+    errors = nj.verify(process, 49, exact_shape=(1, 4, 4), stat_shape=(1, 4, 4), n=20).exact_errors
     assert max(errors.values()) <= 1e-10, errors
 
 

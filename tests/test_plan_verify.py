@@ -140,3 +140,55 @@ def test_verify_refuses_bad_arguments():
         nj.verify(process, 10, exact_shape=(16,))
     with pytest.raises(ValueError, match="per_element needs a ForwardProcess"):
         nj.verify(BlurringProcess(SCHEDULE), 10, per_element=True)
+
+
+def linear_chain():
+    return LinearGaussianChain(
+        100,
+        lambda k, x: 0.98 * x + 0.01 * x.roll(1, -1),
+        lambda k, e: 0.1 * e + 0.05 * (k % 3) * e.roll(1, -2),
+    )
+
+
+TIME_VARYING = {
+    "mixture": lambda: MixtureProcess(
+        SCHEDULE,
+        [get_noise("isotropic"), get_noise("pink")],
+        lambda s: torch.stack([1 - s / 1000, s / 1000], 1),
+    ),
+    "blurring": lambda: BlurringProcess(SCHEDULE),
+    "linear": linear_chain,
+}
+
+
+def closed_too_wide(process):
+    """Negative control: the closed form's noise term with 1.05 x its variance."""
+    closed = process._closed_parts
+
+    def wider(x0, t, draw):
+        mean, noise = closed(x0, t, draw)
+        return mean, noise * math.sqrt(1.05)
+
+    process._closed_parts = wider
+    return process
+
+
+@pytest.mark.parametrize("name", sorted(TIME_VARYING))
+def test_time_varying_closed_form_and_chain_pass_statistically(name):
+    report = nj.verify(TIME_VARYING[name](), 60, **STAT)
+    assert report.statistical_ok, str(report)
+
+
+@pytest.mark.parametrize("name", sorted(TIME_VARYING))
+def test_time_varying_statistics_reject_variance_times_1_05(name):
+    report = nj.verify(closed_too_wide(TIME_VARYING[name]()), 60, **STAT)
+    closed = [v for k, v in report.pvalues.items() if k.startswith("closed")]
+    assert min(closed) < report.threshold, str(report)
+
+
+def test_per_element_steps_pass_statistically_and_reject_wrong_samplers():
+    right = nj.verify(nj.ForwardProcess(SCHEDULE, "pink"), 60, per_element=True, **STAT)
+    assert right.statistical_ok, str(right)
+    for wrong in (TooWide, Uncorrelated):
+        report = nj.verify(nj.ForwardProcess(SCHEDULE, wrong(1.0)), 60, per_element=True, **STAT)
+        assert not report.statistical_ok, str(report)

@@ -39,6 +39,24 @@ def median_time(fn: Callable[[], object], device, repeats: int, warmup: int = 1)
     return statistics.median(times)
 
 
+def interleaved_median_times(fns, device, repeats: int, warmup: int = 1) -> list[float]:
+    """Median wall time in seconds of each of ``fns``, timed in turn within each of
+    ``repeats`` rounds, so a noisy machine slows them alike and their ratios hold."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    synchronize(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, seen in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            seen.append(time.perf_counter() - start)
+    return [statistics.median(seen) for seen in times]
+
+
 @dataclass
 class ChainRow:
     t: int
@@ -103,14 +121,13 @@ def chain_vs_closed(
     process = ForwardProcess(get_schedule(schedule), noise=noise)
     generator = torch.Generator(device).manual_seed(seed)
     x0 = torch.randn(shape, generator=generator, device=device).to(dtype)
-    randn_ms = 1e3 * median_time(
-        lambda: torch.randn(shape, generator=generator, device=device, dtype=dtype), device, repeats
-    )
+    # randn and the closed form at every t, interleaved: their ratio is what matters.
+    draw = partial(torch.randn, shape, generator=generator, device=device, dtype=dtype)
+    closed_forms = [partial(process.q_sample, x0, t, generator=generator) for t in steps]
+    randn_s, *closed_s = interleaved_median_times([draw, *closed_forms], device, repeats)
     rows = []
-    for t in steps:
-        closed = 1e3 * median_time(
-            partial(process.q_sample, x0, t, generator=generator), device, repeats
-        )
+    for t, closed_t in zip(steps, closed_s, strict=True):
+        closed = 1e3 * closed_t
         chain = 1e3 * median_time(
             partial(process.q_sample_loop, x0, t, generator=generator),
             device,
@@ -122,7 +139,7 @@ def chain_vs_closed(
         tuple(shape),
         str(dtype).removeprefix("torch."),
         str(device),
-        randn_ms,
+        1e3 * randn_s,
         statistics.median(r.closed_ms for r in rows),
         rows,
     )

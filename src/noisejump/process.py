@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import per_element
@@ -527,11 +528,13 @@ def _check_noise(noise, x) -> None:
 
 
 def _int_list(steps, name: str) -> list[int]:
+    if isinstance(steps, np.ndarray):
+        steps = torch.from_numpy(steps)
     if isinstance(steps, torch.Tensor):
         if steps.dtype.is_floating_point or steps.dtype == torch.bool or steps.dim() != 1:
             raise TypeError(f"{name} must be a 1-D sequence of integers")
         steps = steps.tolist()
-    steps = list(steps)
+    steps = [k.item() if isinstance(k, np.integer) else k for k in steps]
     if not steps or not all(isinstance(k, int) and not isinstance(k, bool) for k in steps):
         raise TypeError(f"{name} must be a non-empty sequence of ints, got {steps!r}")
     return steps

@@ -25,6 +25,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 __all__ = ["Schedule", "get_schedule", "schedule_names"]
@@ -247,6 +248,7 @@ class Schedule:
         """
         highest = self.num_steps - 1
         allowed = f"integers in [{lowest}, {highest}]"
+        t = _from_numpy(t)
         if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
             raise TypeError(f"{name} must be {allowed}, got a boolean")
         if isinstance(t, float) or (isinstance(t, torch.Tensor) and not _is_integer(t)):
@@ -281,7 +283,8 @@ class Schedule:
                 )
         elif validate:
             torch._assert_async(((t >= lowest) & (t <= highest)).all(), f"{name} out of range")
-        t = t.to(device=like.device, dtype=torch.int64, non_blocking=True)
+        # non_blocking only towards a device: a device-to-host copy must finish before use.
+        t = t.to(device=like.device, dtype=torch.int64, non_blocking=like.device.type != "cpu")
         if t.dim() == 1:
             t = t.reshape((-1,) + (1,) * (like.dim() - 1))
         return t
@@ -314,6 +317,15 @@ def _broadcasts_per_element(t_shape, like_shape) -> bool:
     return len(t_shape) == len(like_shape) and all(
         a in (1, b) for a, b in zip(t_shape, like_shape, strict=True)
     )
+
+
+def _from_numpy(t):
+    """NumPy integers become Python ints and NumPy arrays tensors; anything else is as is."""
+    if isinstance(t, np.ndarray):
+        return torch.from_numpy(t)
+    if isinstance(t, np.generic) and not isinstance(t, np.bool_):
+        return t.item()
+    return t
 
 
 def _is_integer(t: torch.Tensor) -> bool:

@@ -124,6 +124,8 @@ def verify(
         raise ValueError(f"verify: t must be an int in [0, {process.num_steps - 1}], got {t!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"verify: alpha must be in (0, 1), got {alpha!r}")
+    if n < 20:
+        raise ValueError(f"verify: n must be >= 20 samples per path (KS needs them), got {n}")
     generator = torch.Generator().manual_seed(seed)
     report = VerifyReport(repr(process), t, tuple(exact_shape), tuple(stat_shape), n, alpha)
 

@@ -47,6 +47,12 @@ def device(text: str) -> torch.device:
         value = torch.device(text)
     except RuntimeError as error:
         raise argparse.ArgumentTypeError(f"not a device: {text!r} ({error})") from None
+    if value.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"device must be cpu or cuda[:N], got {text!r}")
     if value.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text} requested but no CUDA device is visible")
+    if value.type == "cuda" and (value.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
+        )
     return value

@@ -115,7 +115,7 @@ class ContinuousSchedule:
                 raise ValueError(f"{name} must be {self._allowed(lowest)}, got {bad!r}")
         elif validate:
             torch._assert_async(self._in_range(t, lowest).all(), f"{name} out of range")
-        t = t.to(device=like.device, dtype=F64, non_blocking=True)
+        t = t.to(device=like.device, dtype=F64, non_blocking=like.device.type != "cpu")
         if t.dim() == 1:
             t = t.reshape((-1,) + (1,) * (like.dim() - 1))
         return t

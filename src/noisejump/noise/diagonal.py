@@ -21,9 +21,10 @@ class Diagonal(NoiseFamily):
 
     def __init__(self, variance):
         v = as_float64(variance, "variance", self.name)
-        if (v < 0).any():
+        if not (v > 0).all():
             raise ValueError(
-                f"diagonal: variances must be >= 0, got a minimum of {v.min().item():.6g}"
+                f"diagonal: variances must be > 0 (S positive definite, so whitening and the "
+                f"posterior stay finite), got a minimum of {v.min().item():.6g}"
             )
         self.var = v
         self._scale = v.sqrt()

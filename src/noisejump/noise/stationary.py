@@ -104,8 +104,12 @@ class Colored(Stationary):
     name = "colored"
 
     def __init__(self, alpha: float = 1.0, normalize: bool = True):
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise ValueError(f"colored: alpha must be a number, got {alpha!r}")
+        if (
+            isinstance(alpha, bool)
+            or not isinstance(alpha, (int, float))
+            or not math.isfinite(alpha)
+        ):
+            raise ValueError(f"colored: alpha must be a finite number, got {alpha!r}")
         super().__init__(normalize)
         self.alpha = float(alpha)
 

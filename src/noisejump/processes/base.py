@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 
 from ..plan import Plan, check_path
-from ..process import _check_sample, _compute_dtype, _int_list
+from ..process import _check_pair, _check_sample, _compute_dtype, _int_list
+from ..schedules import _from_numpy
 
 F64 = torch.float64
 
@@ -64,9 +65,15 @@ class TimeVaryingProcess:
             )
         return self._plan(t, shape)
 
-    def q_sample(self, x0, t, generator=None):
+    def q_sample(self, x0, t, noise=None, generator=None):
         """x_t ~ q(x_t | x0) by the plan's path. Returns (x_t, noise) in x0's dtype, with
-        noise = x_t - E[x_t | x0], the noise term (it is not a unit-variance e here)."""
+        noise = x_t - E[x_t | x0], the noise term (it is not a unit-variance e here).
+        ``noise`` is in ForwardProcess's place but refused: these draws are not one L e."""
+        if noise is not None:
+            raise ValueError(
+                f"{type(self).__name__}.q_sample draws its own noise (its noise term is not "
+                "one structured draw L e); pass generator= for reproducible draws"
+            )
         x0, t = self._start(x0, t)
         draw = self._random_draw(x0, generator)
         plan = self.plan(t, tuple(x0.shape))
@@ -105,6 +112,12 @@ class TimeVaryingProcess:
 
     # ---- helpers --------------------------------------------------------------------------
 
+    def _check_posterior_inputs(self, x0, x_t) -> None:
+        """x0 and x_t: floating, non-empty, the same shape and device."""
+        _check_sample(x0, "x0")
+        _check_sample(x_t, "x_t")
+        _check_pair(x0, x_t, "x0", "x_t")
+
     def _start(self, x0, t):
         _check_sample(x0, "x0")
         self.check_event(tuple(x0.shape[1:]))
@@ -116,6 +129,7 @@ class TimeVaryingProcess:
     def _steps(self, t, batch):
         """An int, or an int64 CPU/device tensor: 0-d or one step per sample."""
         allowed = f"integers in [0, {self.num_steps - 1}]"
+        t = _from_numpy(t)
         if isinstance(t, bool) or isinstance(t, float):
             raise TypeError(f"t must be {allowed}, got {t!r}")
         if isinstance(t, int):

@@ -61,9 +61,12 @@ class BlurringProcess(TimeVaryingProcess):
             u = torch.arange(1, schedule.num_steps + 1, dtype=F64) / schedule.num_steps
             blur_sigmas = blur_sigma_max * torch.sin(math.pi / 2 * u) ** 2
         blur_sigmas = torch.as_tensor(blur_sigmas, dtype=F64).clone()
-        if blur_sigmas.shape != (schedule.num_steps,) or (blur_sigmas < 0).any():
+        if (
+            blur_sigmas.shape != (schedule.num_steps,)
+            or not (torch.isfinite(blur_sigmas) & (blur_sigmas >= 0)).all()
+        ):
             raise ValueError(
-                f"blurring: blur_sigmas must be ({schedule.num_steps},) values >= 0, got "
+                f"blurring: blur_sigmas must be ({schedule.num_steps},) finite values >= 0, got "
                 f"shape {tuple(blur_sigmas.shape)}"
             )
         self.schedule, self.min_scale, self.blur_sigmas = schedule, float(min_scale), blur_sigmas
@@ -108,7 +111,7 @@ class BlurringProcess(TimeVaryingProcess):
             snr_after = float(a[step, ky, kx] ** 2 / sigma2[step, 0, 0])
             raise ValueError(
                 f"blurring: invalid blur schedule: the SNR of DCT mode ({ky}, {kx}) rises "
-                f"from {snr_before:.6g} at step {step - 1} to {snr_after:.6g} at step {step} "
+                f"from {snr_before:.12g} at step {step - 1} to {snr_after:.12g} at step {step} "
                 f"(blur_sigmas[{step}] = {float(self.blur_sigmas[step]):.6g}); each mode's "
                 "SNR a_t^2 / sigma_t^2 must not increase, or no forward chain exists"
             )
@@ -175,6 +178,7 @@ class BlurringProcess(TimeVaryingProcess):
         mean_u = a_(t-1) u0 + c_(t-1) r_t / c_t (u_t - a_t u0), var_u = c_(t-1) q_t / c_t,
         c = sigma^2. Returns (mean in x_t's dtype, variances in the DCT basis: the
         covariance is U diag(var) U^T). At t = 0: (x0, 0)."""
+        self._check_posterior_inputs(x0, x_t)
         t = self._steps(t, None)
         if not isinstance(t, int):
             raise TypeError("blurring q_posterior takes one int step t")

@@ -125,6 +125,7 @@ class LinearGaussianChain(TimeVaryingProcess):
     def q_posterior(self, x0, x_t, t: int):
         """Mean and dense covariance of q(x_(t-1) | x_t, x0) (Kalman form, module docstring)
         for one int step t; at t = 0: (x0, 0)."""
+        self._check_posterior_inputs(x0, x_t)
         t = self._steps(t, None)
         if not isinstance(t, int):
             raise TypeError("linear chain q_posterior takes one int step t")

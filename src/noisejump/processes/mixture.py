@@ -150,6 +150,7 @@ class MixtureProcess(TimeVaryingProcess):
         stationary (the covariance is F^H diag(cov) F per channel, F the unitary 2-D DFT);
         else the dense (d, d) float64 matrix (d <= 2048). At t = 0 the target is x0: (x0, 0).
         """
+        self._check_posterior_inputs(x0, x_t)
         t = self._steps(t, None)
         if not isinstance(t, int):
             raise TypeError("mixture q_posterior takes one int step t")
