@@ -126,11 +126,11 @@ def test_families_do_not_mutate_their_arguments():
 
 
 BAD_FAMILIES = [
-    ("diagonal", {"variance": torch.tensor([1.0, -0.5])}, "variances must be >= 0"),
+    ("diagonal", {"variance": torch.tensor([1.0, -0.5])}, "variances must be > 0"),
     ("offset", {"strength": -1.0}, "strength must be a number >= 0"),
     ("pyramid", {"ratio": 1.0}, "ratio must be > 1"),
     ("pyramid", {"discount": 0.0}, "discount must be in"),
-    ("colored", {"alpha": "pink"}, "alpha must be a number"),
+    ("colored", {"alpha": "pink"}, "alpha must be a finite number"),
     ("rbf", {"length_scale": 0.0}, "length_scale must be a number > 0"),
     ("spectral", {"power": -torch.ones(4, 4)}, "power spectrum is >= 0"),
     ("spectral", {"power": torch.arange(16.0).reshape(4, 4)}, r"P\(f\) = P\(-f\)"),
