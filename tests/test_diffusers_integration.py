@@ -213,7 +213,7 @@ def test_wrong_method_or_timesteps_for_the_scheduler():
     flow = DiffusersAdapter(diffusers.FlowMatchEulerDiscreteScheduler())
     with pytest.raises(TypeError, match="scale_noise"):
         flow.add_noise(x0, noise, torch.tensor([1, 2]))
-    with pytest.raises(ValueError, match=r"t must be a float in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"timestep must be in \[0, 1000\], got \[500.0, 1001.0\]"):
         flow.scale_noise(x0, torch.tensor([500.0, 1001.0]), noise)
     vp = DiffusersAdapter(diffusers.DDPMScheduler())
     with pytest.raises(TypeError, match="add_noise"):

@@ -179,8 +179,8 @@ def test_counters_run_over_the_white_shape():
     [
         ({"seed": 1}, ValueError, "seed was given without keys"),
         ({"keys": torch.arange(2)}, ValueError, "keys was given without seed"),
-        ({"seed": -1, "keys": torch.arange(2)}, TypeError, "seed must be an int in"),
-        ({"seed": 2**64, "keys": torch.arange(2)}, TypeError, "seed must be an int in"),
+        ({"seed": -1, "keys": torch.arange(2)}, ValueError, "seed must be an int in"),
+        ({"seed": 2**64, "keys": torch.arange(2)}, ValueError, "seed must be an int in"),
         ({"seed": True, "keys": torch.arange(2)}, TypeError, "seed must be an int in"),
         ({"seed": 1.0, "keys": torch.arange(2)}, TypeError, "seed must be an int in"),
         ({"seed": 1, "keys": torch.zeros(2)}, TypeError, "keys must be an integer tensor"),
@@ -199,8 +199,10 @@ def test_bad_seed_and_keys_are_refused(process, kwargs, error, message):
 
 
 def test_stream_is_checked():
-    with pytest.raises(TypeError, match="stream must be an int"):
+    with pytest.raises(ValueError, match="stream must be an int"):
         keyed_normal((1, 4), seed=0, keys=torch.arange(1), stream=2**32)
+    with pytest.raises(TypeError, match="stream must be an int"):
+        keyed_normal((1, 4), seed=0, keys=torch.arange(1), stream=1.0)
 
 
 def test_keys_are_not_mutated(process):

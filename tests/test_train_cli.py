@@ -9,6 +9,7 @@ import torch
 from _train_helpers import cli_args, tiny_config
 
 from noisejump.cli import main
+from noisejump.noise import without_arguments
 
 COMMANDS = ("train", "sample", "evaluate")
 
@@ -109,3 +110,19 @@ def test_out_of_range_options_are_refused_by_argparse(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", str(tmp_path / "r"), "--noise", "purple"])
     assert "invalid choice: 'purple'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("noise", without_arguments())
+def test_every_listed_noise_choice_builds_for_the_digits(noise):
+    """Every --noise choice makes noise for (1, 8, 8) digit images (no missing parameter)."""
+    process = tiny_config(noise=noise).build_process()
+    x_t, _ = process.q_sample(torch.zeros(2, 1, 8, 8), torch.tensor([3, 50]))
+    assert x_t.shape == (2, 1, 8, 8) and torch.isfinite(x_t).all()
+
+
+def test_a_schedule_shorter_than_the_ddim_default_still_samples(tmp_path, capsys):
+    config = tiny_config(steps=2, diffusion_steps=10, final_samples=4, noise="pink")
+    assert _train(tmp_path / "run", "--noise", "pink", config=config) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "run" / "samples.png").exists() and summary["steps"] == 2
+    assert main(["sample", str(tmp_path / "run"), "--num", "2", "--out", str(tmp_path / "s")]) == 0

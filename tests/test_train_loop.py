@@ -77,6 +77,29 @@ def test_kill_9_right_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
     assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
 
 
+def test_kill_9_during_a_checkpoint_write_keeps_the_earlier_one(tmp_path):
+    config = tiny_config(steps=8, checkpoint_every=4)
+    train(config, tmp_path / "whole", progress=False)
+    command = [sys.executable, "-m", "noisejump", "train", str(tmp_path / "killed"), "--quiet"]
+    env = {**SUBPROCESS_ENV, checkpoint.KILL_DURING_ENV: "8"}
+    killed = subprocess.run(command + cli_args(config), env=env, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    root = checkpoint.checkpoint_dir(tmp_path / "killed")
+    assert [p.name for p in checkpoint.complete_checkpoints(tmp_path / "killed")] == [
+        "step-00000004"
+    ]
+    assert list(root.glob(".tmp-step-00000008-*")), "the half-written checkpoint is a .tmp-*"
+    resumed = subprocess.run(
+        command + cli_args(config) + ["--resume"],
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
+    assert not list(root.glob(".tmp-*")), "the next save removes the stale temporary"
+
+
 def test_a_failed_checkpoint_write_keeps_the_earlier_one(tmp_path, monkeypatch):
     import safetensors.torch
 

@@ -151,10 +151,13 @@ def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor):
 def key_words(seed: int, keys: torch.Tensor, batch: int, stream: int = 0):
     """Check ``seed``, ``keys`` (one per sample) and ``stream``; return the Philox key
     (k0, k1) and the per-sample counter words (key_a, key_b) as int64 tensors (B,)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise TypeError(f"seed must be an int in [0, 2^64), got {seed!r}")
-    if isinstance(stream, bool) or not isinstance(stream, int) or not 0 <= stream <= MASK32:
-        raise TypeError(f"stream must be an int in [0, 2^32), got {stream!r}")
+    for name, value, bound in (("seed", seed, "2^64"), ("stream", stream, "2^32")):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int in [0, {bound}), got {value!r}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2^64), got {seed!r}")
+    if not 0 <= stream <= MASK32:
+        raise ValueError(f"stream must be an int in [0, 2^32), got {stream!r}")
     if (
         not isinstance(keys, torch.Tensor)
         or keys.dtype.is_floating_point

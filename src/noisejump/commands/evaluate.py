@@ -27,7 +27,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("run_path", metavar="RUN", help="run folder or checkpoint directory")
     p.add_argument("--num", type=positive_int, default=500, help="samples (default: 500)")
     p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="default: ddim")
-    p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps (default: 50)")
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="DDIM steps (default: 50, or the schedule's T when smaller)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

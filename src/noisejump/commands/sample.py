@@ -31,7 +31,12 @@ def add_parser(subparsers) -> None:
         default="ddim",
         help="ancestral DDPM (all T steps) or DDIM (default: ddim)",
     )
-    p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps (default: 50)")
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="DDIM steps (default: 50, or the schedule's T when smaller)",
+    )
     p.add_argument("--num", type=positive_int, default=64, help="samples (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument(

@@ -8,6 +8,14 @@ from ..schedules import get_schedule, schedule_names
 from ._types import positive_int
 
 
+def _schedule_name(text: str) -> str:
+    if text not in schedule_names():
+        raise argparse.ArgumentTypeError(
+            f"unknown schedule {text!r}; choose from {', '.join(schedule_names())}"
+        )
+    return text
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "schedules",
@@ -26,7 +34,7 @@ def add_parser(subparsers) -> None:
         "names",
         nargs="*",
         metavar="NAME",
-        choices=[[], *schedule_names()],
+        type=_schedule_name,
         help=f"schedules to plot, of {', '.join(schedule_names())}",
     )
     p.add_argument("--diffusion-steps", type=positive_int, default=1000, help="T (default: 1000)")

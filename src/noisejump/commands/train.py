@@ -9,7 +9,7 @@ from ._types import non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers) -> None:
-    from ..noise import available
+    from ..noise import without_arguments
     from ..process import PREDICTIONS
     from ..schedules import schedule_names
     from ..train.config import TrainConfig
@@ -72,7 +72,10 @@ def add_parser(subparsers) -> None:
         "--prediction v or sample)",
     )
     p.add_argument(
-        "--noise", choices=available(), default=d.noise, help=f"noise family (default: {d.noise})"
+        "--noise",
+        choices=without_arguments(),
+        default=d.noise,
+        help=f"noise family (default: {d.noise})",
     )
     p.add_argument(
         "--prediction",

@@ -175,7 +175,15 @@ class DiffusersAdapter:
         return self.process.q_sample(sample, self._flow_time(timestep, sample), noise=noise)[0]
 
     def _flow_time(self, timestep: Any, sample: torch.Tensor) -> Any:
-        """t = timestep / T in float64; a (1,) tensor applies to the whole batch."""
+        """t = timestep / T in float64; a (1,) tensor applies to the whole batch. Timesteps
+        outside [0, T] are refused in the caller's units."""
+        T = self.num_train_timesteps
+        if isinstance(timestep, torch.Tensor) and timestep.device.type == "cpu":
+            bad = timestep.isnan() | (timestep < 0) | (timestep > T)
+            if timestep.numel() and bad.any():
+                raise ValueError(f"timestep must be in [0, {T}], got {timestep.flatten().tolist()}")
+        elif isinstance(timestep, (int, float)) and not 0 <= timestep <= T:
+            raise ValueError(f"timestep must be in [0, {T}], got {timestep!r}")
         if isinstance(timestep, torch.Tensor):
             t = timestep.to(torch.float64) / self.num_train_timesteps
             if t.dim() == 1 and len(t) == 1 and sample.shape[0] != 1:

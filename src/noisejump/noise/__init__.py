@@ -45,6 +45,19 @@ def available() -> list[str]:
     return sorted(_FAMILIES)
 
 
+def without_arguments() -> list[str]:
+    """The families ``get_noise(name)`` builds with no arguments (the command line's
+    ``--noise`` choices); the others need parameters (a covariance, factors, terms)."""
+    names = []
+    for name in available():
+        try:
+            get_noise(name)
+        except (TypeError, ValueError):  # a required parameter is missing
+            continue
+        names.append(name)
+    return names
+
+
 def get_noise(name: str, **kwargs) -> NoiseFamily:
     """The noise family called ``name``, built with ``kwargs`` (e.g. ``rho=``, ``axis=``)."""
     if name not in _FAMILIES:
@@ -69,5 +82,6 @@ __all__ = [
     "Sum",
     "Kronecker",
     "available",
+    "without_arguments",
     "get_noise",
 ]

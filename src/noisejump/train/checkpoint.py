@@ -28,6 +28,8 @@ FORMAT_VERSION = 1
 TENSOR_FILES = ("model", "ema", "optimizer", "sampler")
 #: Environment variable read by the test suite's kill -9 hook (see ``save``).
 KILL_AFTER_ENV = "NOISEJUMP_TEST_KILL_AFTER_CHECKPOINT"
+#: Test hook: kill -9 in the middle of writing checkpoint N (after its first file).
+KILL_DURING_ENV = "NOISEJUMP_TEST_KILL_DURING_CHECKPOINT"
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -60,6 +62,8 @@ def save(
         for name in TENSOR_FILES:
             contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors[name].items()}
             save_file(contiguous, str(temporary / f"{name}.safetensors"))
+            if os.environ.get(KILL_DURING_ENV) == str(step):  # test hook: die mid-write
+                os.kill(os.getpid(), 9)
         text = json.dumps({"format_version": FORMAT_VERSION, **state}, indent=1)
         (temporary / "state.json").write_text(text)
         for file in temporary.iterdir():
@@ -155,13 +159,18 @@ def optimizer_state(tensors: dict, json_part: dict) -> dict:
 
 
 def _prune(root: Path, keep: int) -> None:
-    for stale in root.glob(".tmp-step-*"):
+    """Remove stale temporary directories and all but the newest ``keep`` checkpoints. An
+    old checkpoint is renamed out of ``step-*`` first, so a kill during the deletion never
+    leaves a half-deleted directory that looks complete."""
+    for stale in (*root.glob(".tmp-step-*"), *root.glob(".trash-step-*")):
         shutil.rmtree(stale, ignore_errors=True)
     found = sorted(
         (p for p in root.glob("step-*") if (p / "state.json").is_file()), key=lambda p: p.name
     )
     for old in found[: max(0, len(found) - keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+        trash = root / f".trash-{old.name}"
+        os.rename(old, trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

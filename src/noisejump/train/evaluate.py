@@ -21,7 +21,7 @@ import torch
 
 from .data import digits_split
 from .restore import load_trained
-from .sampling import sample
+from .sampling import DDIM_STEPS, sample
 
 #: Done-when thresholds (issue 5): FD ratio at most, nearest-distance ratio at least.
 MAX_FD_RATIO = 1.5
@@ -104,7 +104,7 @@ def evaluate_run(
     *,
     num_samples: int = 500,
     sampler: str = "ddim",
-    steps: int = 50,
+    steps: int | None = None,
     seed: int = 0,
     device="cpu",
 ) -> dict:
@@ -131,7 +131,11 @@ def evaluate_run(
             "run": str(trained.run_dir),
             "step": trained.step,
             "sampler": sampler,
-            "sampler_steps": steps if sampler == "ddim" else trained.process.num_steps,
+            "sampler_steps": (
+                min(steps or DDIM_STEPS, trained.process.num_steps)
+                if sampler == "ddim"
+                else trained.process.num_steps
+            ),
             "seed": seed,
         }
     )

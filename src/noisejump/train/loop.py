@@ -235,7 +235,6 @@ def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
             sampler="ddim",
             prediction=config.prediction,
             seed=config.seed,
-            steps=50,
             device=device,
         )
         pictures.save_grid(images, run_dir / "samples.png")

@@ -36,6 +36,10 @@ def ddpm_sample(
     return x
 
 
+#: DDIM's default number of steps (capped at the schedule's T).
+DDIM_STEPS = 50
+
+
 @torch.no_grad()
 def ddim_sample(
     model,
@@ -44,11 +48,13 @@ def ddim_sample(
     *,
     prediction: str,
     generator: torch.Generator,
-    steps: int = 50,
+    steps: int | None = None,
     device="cpu",
 ) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) on ``steps`` evenly spaced steps; returns x0 samples."""
+    """Deterministic DDIM (eta = 0) on ``steps`` evenly spaced steps (default: 50, or all
+    T steps when T < 50); returns x0 samples."""
     T = process.num_steps
+    steps = min(DDIM_STEPS, T) if steps is None else steps
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
     keep = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
@@ -74,7 +80,7 @@ def sample(
     sampler: str,
     prediction: str,
     seed: int,
-    steps: int = 50,
+    steps: int | None = None,
     device="cpu",
 ) -> torch.Tensor:
     """``ddpm_sample`` or ``ddim_sample`` with a CPU generator seeded by ``seed``."""

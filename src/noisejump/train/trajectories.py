@@ -38,7 +38,7 @@ def trajectory_rows(
     if not steps or max(steps) >= diffusion_steps:
         raise ValueError(f"steps must be non-empty and in [0, {diffusion_steps - 1}], got {steps}")
     processes, notes = {"isotropic": ForwardProcess(table)}, []
-    available = noise_families.available()
+    available = noise_families.without_arguments()
     if colour in available and colour != "isotropic":
         processes[colour] = ForwardProcess(table, noise_families.get_noise(colour))
     else:
