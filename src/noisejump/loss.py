@@ -16,11 +16,17 @@ only scales it. The target is a constant: no gradient flows into x0 through v.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from .kernels.mse import keyed_mse_fused
 from .kernels.q_sample import diagonal_scale, fused_noise_scale, q_sample_keyed
 from .rng import key_words, keyed_normal
+from .schedules import Schedule
+
+if TYPE_CHECKING:
+    from .process import ForwardProcess
 
 __all__ = ["keyed_mse", "keyed_x_t", "min_snr_weights", "LOSS_PREDICTIONS"]
 
@@ -28,7 +34,9 @@ LOSS_PREDICTIONS = ("epsilon", "v")
 F64 = torch.float64
 
 
-def min_snr_weights(schedule, t: torch.Tensor, gamma: float, prediction: str = "epsilon"):
+def min_snr_weights(
+    schedule: Schedule, t: torch.Tensor, gamma: float, prediction: str = "epsilon"
+) -> torch.Tensor:
     """Min-SNR-gamma weights at steps ``t`` (B,) as float32 (B,): epsilon min(1, gamma/SNR),
     v min(SNR, gamma) / (SNR + 1) (Hang et al. 2023, section 3.4). SNR from float64 tables."""
     if prediction not in LOSS_PREDICTIONS:
@@ -44,7 +52,15 @@ def min_snr_weights(schedule, t: torch.Tensor, gamma: float, prediction: str = "
     return weights.to(torch.float32)
 
 
-def keyed_x_t(process, x0: torch.Tensor, t, *, seed: int, keys: torch.Tensor, fast=False):
+def keyed_x_t(
+    process: ForwardProcess,
+    x0: torch.Tensor,
+    t: Any,
+    *,
+    seed: int,
+    keys: torch.Tensor,
+    fast: bool = False,
+) -> torch.Tensor:
     """x_t = signal_t x0 + sigma_t e with keyed e, without keeping e: the input of a training
     step whose loss is :func:`keyed_mse` (which regenerates e from the same seed and keys).
 
@@ -67,7 +83,20 @@ class _KeyedMSE(torch.autograd.Function):
     """Forward: the fused pass writes the gradient; backward: scales it by d loss."""
 
     @staticmethod
-    def forward(ctx, pred, x0, signal, sigma, scale, weight, words, seed, stream, dtype, fast):
+    def forward(
+        ctx: Any,
+        pred: torch.Tensor,
+        x0: torch.Tensor,
+        signal: torch.Tensor,
+        sigma: torch.Tensor,
+        scale: Any,
+        weight: torch.Tensor,
+        words: Any,
+        seed: int,
+        stream: int,
+        dtype: torch.dtype,
+        fast: bool,
+    ) -> torch.Tensor:
         loss, grad = keyed_mse_fused(
             pred, x0, signal, sigma, scale, weight, words, seed, stream, dtype, fast
         )
@@ -75,15 +104,15 @@ class _KeyedMSE(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx, grad_loss):
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (grad,) = ctx.saved_tensors
         return (grad * grad_loss.to(grad.dtype),) + (None,) * 10
 
 
 def keyed_mse(
-    process,
+    process: ForwardProcess,
     model_output: torch.Tensor,
-    t,
+    t: Any,
     *,
     seed: int,
     keys: torch.Tensor,
@@ -156,7 +185,18 @@ def keyed_mse(
     )
 
 
-def _general_mse(process, pred, x0, signal, sigma, weight, seed, keys, stream, dtype):
+def _general_mse(
+    process: ForwardProcess,
+    pred: torch.Tensor,
+    x0: torch.Tensor | None,
+    signal: torch.Tensor,
+    sigma: torch.Tensor,
+    weight: torch.Tensor,
+    seed: int,
+    keys: torch.Tensor,
+    stream: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
     """Any noise family (L e from a larger white shape): plain torch autograd; x0 is None
     for the epsilon target."""
     batch = pred.shape[0]
@@ -174,7 +214,15 @@ def _general_mse(process, pred, x0, signal, sigma, weight, seed, keys, stream, d
     return (weight.reshape(-1, 1) * error * error).mean()
 
 
-def _weights(process, steps, weights, min_snr_gamma, prediction, batch, device):
+def _weights(
+    process: ForwardProcess,
+    steps: torch.Tensor,
+    weights: torch.Tensor | None,
+    min_snr_gamma: float | None,
+    prediction: str,
+    batch: int,
+    device: torch.device | str | None,
+) -> torch.Tensor:
     weight = torch.ones(batch, device=device, dtype=torch.float32)
     if weights is not None:
         if not isinstance(weights, torch.Tensor) or not weights.dtype.is_floating_point:

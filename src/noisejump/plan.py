@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .noise import NoiseFamily
 
 PATHS = ("closed", "increments", "per-mode", "mixture", "dense", "chain")
 
@@ -64,13 +68,20 @@ class Plan:
         return "\n".join(lines)
 
 
-def check_path(path: str, allowed=("auto", "chain")) -> str:
+def check_path(path: str, allowed: tuple[str, ...] = ("auto", "chain")) -> str:
     if path not in allowed:
         raise ValueError(f"path must be one of {allowed}, got {path!r}")
     return path
 
 
-def plan_fixed_covariance(noise, t, shape, path: str, *, continuous: bool = False) -> Plan:
+def plan_fixed_covariance(
+    noise: NoiseFamily,
+    t: Any,
+    shape: tuple[int, ...] | None,
+    path: str,
+    *,
+    continuous: bool = False,
+) -> Plan:
     """The plan of ``ForwardProcess`` (scalar transitions, fixed S = L L^T) for validated
     steps ``t`` on a batch of ``shape`` (None: no cost estimate). A continuous-time
     schedule has no chain, so no chain cost and no forced chain."""
@@ -126,10 +137,10 @@ def plan_fixed_covariance(noise, t, shape, path: str, *, continuous: bool = Fals
     return Plan("closed", structure, reason, noise.cost, 1, ops(1), chain_ops)
 
 
-def is_per_element(t) -> bool:
+def is_per_element(t: Any) -> bool:
     """True for a step tensor with a non-trivial size beyond the batch dimension."""
     return isinstance(t, torch.Tensor) and t.dim() > 1 and any(n > 1 for n in t.shape[1:])
 
 
-def last_step(t) -> int:
+def last_step(t: Any) -> int:
     return int(t.max()) if isinstance(t, torch.Tensor) else int(t)

@@ -22,8 +22,8 @@ is that variance times S. ``plan(t)`` says which path ``q_sample`` takes and why
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ class ForwardProcess:
         *,
         validate: bool = True,
         path: str = "auto",
-    ):
+    ) -> None:
         self.schedule: Any = schedule  # discrete-only methods also read num_steps, table
         if noise is None:
             noise = Isotropic()
@@ -128,14 +128,17 @@ class ForwardProcess:
         else:
             draw = self._random_draw(x0, generator)
         if plan.path == "increments" and keyed:
-            x_t = self._keyed_increments(x0, t, seed, keys)
+            # both given: _keyed_draw above refuses one without the other
+            x_t = self._keyed_increments(x0, t, cast(int, seed), cast(torch.Tensor, keys))
         elif plan.path == "increments":
             x_t = self._increments(x0, t, draw)
         else:
             x_t = self._chain(x0, t, draw)
         return self._with_noise(x0, t, x_t)
 
-    def _keyed_increments(self, x0, t, seed, keys):
+    def _keyed_increments(
+        self, x0: torch.Tensor, t: Any, seed: int, keys: torch.Tensor
+    ) -> torch.Tensor:
         """Per-element increments one sample at a time, each over its own distinct steps,
         so a sample's keyed noise does not depend on the other samples of the batch."""
         rows = []
@@ -145,7 +148,15 @@ class ForwardProcess:
             rows.append(self._increments(x0[b : b + 1], t_b, draw))
         return torch.cat(rows)
 
-    def _q_sample_closed(self, x0, t, noise, generator, seed=None, keys=None):
+    def _q_sample_closed(
+        self,
+        x0: torch.Tensor,
+        t: Any,
+        noise: torch.Tensor | None,
+        generator: torch.Generator | None,
+        seed: int | None = None,
+        keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The one-draw closed form signal_t x0 + sigma_t L e."""
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         if seed is not None and keys is not None and noise is None and generator is None:
@@ -198,7 +209,7 @@ class ForwardProcess:
         t = self._steps(t, x0)
         return self._chain(x0, t, self._random_draw(x0, generator)).to(x0.dtype)
 
-    def _chain(self, x0, t, draw):
+    def _chain(self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
         """The chain in the compute dtype; ``draw(k)`` gives step k's white noise."""
         if getattr(self.schedule, "is_continuous", False):
             raise TypeError(
@@ -224,17 +235,23 @@ class ForwardProcess:
                 x.mul_(sqrt_alphas[k]).add_(e, alpha=sqrt_betas[k])
         return x
 
-    def _increments(self, x0, t, draw):
+    def _increments(
+        self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
+    ) -> torch.Tensor:
         return per_element.increments(self.schedule, self.noise, x0, t, draw)
 
-    def _with_noise(self, x0, t, x_t):
+    def _with_noise(
+        self, x0: torch.Tensor, t: Any, x_t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_t, noise) in x0's dtype with noise = (x_t - signal_t x0) / sigma_t, and x_t
         recomputed from the rounded noise so the pair stays consistent."""
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         noise = ((x_t - signal * x0.to(x_t.dtype)) / sigma).to(x0.dtype)
         return _affine(signal, x0, sigma, noise), noise
 
-    def _random_draw(self, x, generator):
+    def _random_draw(
+        self, x: torch.Tensor, generator: torch.Generator | None
+    ) -> Callable[[int], torch.Tensor]:
         """draw(k): white noise of the family's white shape, in one reused buffer."""
         cd = _compute_dtype(x.dtype)
         buffer = torch.empty(self.noise.white_shape(tuple(x.shape)), device=x.device, dtype=cd)
@@ -265,22 +282,24 @@ class ForwardProcess:
 
     # ---- what verify and the plan use --------------------------------------------------
 
-    def check_event(self, event_shape) -> None:
+    def check_event(self, event_shape: tuple[int, ...]) -> None:
         """Raise ValueError when the noise cannot be made for samples of ``event_shape``."""
         self.noise.check_shape(tuple(event_shape))
 
-    def white_shape(self, shape) -> tuple[int, ...]:
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The white noise of one draw for a batch of ``shape``."""
         return self.noise.white_shape(tuple(shape))
 
-    def _closed(self, x0, t, draw):
+    def _closed(
+        self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
+    ) -> torch.Tensor:
         """The plan's closed form in the compute dtype; ``draw(j)`` gives white draw j."""
         if self._plan(t, None).path == "increments":
             return self._increments(x0, t, draw)
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         return signal * x0.to(signal.dtype) + sigma * self.noise.apply(draw(0), x0.shape)
 
-    def moments(self, event_shape, t):
+    def moments(self, event_shape: tuple[int, ...], t: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(M_t, C_t) of q(x_t | x0) = N(M_t x0, C_t) for one sample, dense float64, from the
         analytic covariance S of the family: M_t = signal_t I, C_t = sigma_t^2 S; for
         per-element t (event-shaped), M_t = diag(signal_ti) and C_ij = K(ti, tj) S_ij with
@@ -295,7 +314,9 @@ class ForwardProcess:
 
     # ---- the plan --------------------------------------------------------------------------
 
-    def plan(self, t, shape=None, *, path: str | None = None) -> Plan:
+    def plan(
+        self, t: Any, shape: tuple[int, ...] | None = None, *, path: str | None = None
+    ) -> Plan:
         """Which path ``q_sample`` takes for step(s) ``t`` on a batch of ``shape``, why,
         and its cost per sample (print it). ``path="chain"`` shows the forced chain.
 
@@ -309,7 +330,7 @@ class ForwardProcess:
         t = self._steps(t, like)
         return self._plan(t, shape, path=path)
 
-    def _plan(self, t, shape, *, path=None) -> Plan:
+    def _plan(self, t: Any, shape: tuple[int, ...] | None, *, path: str | None = None) -> Plan:
         continuous = getattr(self.schedule, "is_continuous", False)
         path = check_path(path or self.path)
         return plan_fixed_covariance(self.noise, t, shape, path, continuous=continuous)
@@ -406,16 +427,16 @@ class ForwardProcess:
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _steps(self, t, like, name="t", lowest=0):
+    def _steps(self, t: Any, like: torch.Tensor, name: str = "t", lowest: int = 0) -> Any:
         return self.schedule.steps(t, like, name=name, lowest=lowest, validate=self.validate)
 
-    def _elementwise(self, *steps) -> bool:
+    def _elementwise(self, *steps: Any) -> bool:
         """Per-element steps are elementwise formulas only for diagonal S."""
         return not any(is_per_element(k) for k in steps) or (
             self.noise.is_isotropic or self.noise.eigenbasis == "identity"
         )
 
-    def _require_elementwise(self, what, *steps):
+    def _require_elementwise(self, what: str, *steps: Any) -> None:
         if not self._elementwise(*steps):
             raise ValueError(
                 f"{what} with per-element steps needs isotropic or diagonal noise, got "
@@ -423,7 +444,7 @@ class ForwardProcess:
                 "of S (q_sample samples it exactly; q_posterior conditions densely)"
             )
 
-    def _check_order(self, s, t, device, *, strict: bool):
+    def _check_order(self, s: Any, t: Any, device: torch.device, *, strict: bool) -> None:
         """s < t (strict) or s <= t, for ints or tensors; CUDA: asynchronous assert."""
         relation = "<" if strict else "<="
         if isinstance(s, int) and isinstance(t, int):
@@ -439,7 +460,14 @@ class ForwardProcess:
         if not ok:
             raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
 
-    def _noise(self, x, noise, generator, seed=None, keys=None):
+    def _noise(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None,
+        generator: torch.Generator | None,
+        seed: int | None = None,
+        keys: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The noise to use, in x's dtype: the given one (checked), or drawn in float32
         (float64 for float64 x) and rounded to x's dtype; keyed when seed and keys are given
         (white noise of the family's white shape, counters over it, then ``apply``)."""
@@ -453,14 +481,27 @@ class ForwardProcess:
         )
         return drawn.to(x.dtype)
 
-    def _keyed_noise(self, x, noise, generator, seed, keys):
+    def _keyed_noise(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None,
+        generator: torch.Generator | None,
+        seed: int | None,
+        keys: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Keyed structured noise of x's shape: draw 0 of :meth:`_keyed_draw`."""
         if noise is not None:
             raise ValueError("give either noise/generator or seed/keys, not both")
         white = self._keyed_draw(x, generator, seed, keys)(0)
         return self.noise.apply(white, tuple(x.shape)).to(x.dtype)
 
-    def _keyed_draw(self, x, generator, seed, keys):
+    def _keyed_draw(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None,
+        seed: int | None,
+        keys: torch.Tensor | None,
+    ) -> Callable[[int], torch.Tensor]:
         """draw(j): keyed white noise of the family's white shape, stream j (``noisejump.rng``);
         counters run over the white shape, so a sub-batch gets exactly its rows."""
         if seed is None or keys is None:
@@ -484,7 +525,7 @@ class ForwardProcess:
         ).to(cd)
 
 
-def _batch_of(t) -> int:
+def _batch_of(t: Any) -> int:
     return len(t) if isinstance(t, torch.Tensor) and t.dim() == 1 else 1
 
 
@@ -493,7 +534,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return F64 if dtype == F64 else torch.float32
 
 
-def _affine(a, x, b, y):
+def _affine(a: Any, x: torch.Tensor, b: Any, y: torch.Tensor) -> torch.Tensor:
     """a x + b y in float32 (float64 for float64 x), stored in x's dtype."""
     cd = _compute_dtype(x.dtype)
     return torch.addcmul(a * x.to(cd), b, y.to(cd)).to(x.dtype)
@@ -502,7 +543,7 @@ def _affine(a, x, b, y):
 _FLOATS = "a floating tensor (float16, bfloat16, float32 or float64)"
 
 
-def _check_sample(x, name: str) -> None:
+def _check_sample(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be {_FLOATS}, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
@@ -511,7 +552,7 @@ def _check_sample(x, name: str) -> None:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); nothing to noise")
 
 
-def _check_pair(x, y, x_name: str, y_name: str) -> None:
+def _check_pair(x: torch.Tensor, y: torch.Tensor, x_name: str, y_name: str) -> None:
     if y.shape != x.shape:
         raise ValueError(
             f"{y_name} must have {x_name}'s shape {tuple(x.shape)}, got {tuple(y.shape)}"
@@ -522,12 +563,12 @@ def _check_pair(x, y, x_name: str, y_name: str) -> None:
         )
 
 
-def _check_noise(noise, x) -> None:
+def _check_noise(noise: torch.Tensor, x: torch.Tensor) -> None:
     _check_sample(noise, "noise")
     _check_pair(x, noise, "the sample", "noise")
 
 
-def _int_list(steps, name: str) -> list[int]:
+def _int_list(steps: Any, name: str) -> list[int]:
     if isinstance(steps, np.ndarray):
         steps = torch.from_numpy(steps)
     if isinstance(steps, torch.Tensor):
@@ -540,5 +581,5 @@ def _int_list(steps, name: str) -> list[int]:
     return steps
 
 
-def _show(v):
+def _show(v: object) -> object:
     return v.flatten().tolist() if isinstance(v, torch.Tensor) else v

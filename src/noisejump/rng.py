@@ -31,6 +31,7 @@ lo = (c M_s) mod 2^32 and hi = ((c M_s) >> 32) + c (mod 2^32).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -55,7 +56,15 @@ CHUNK_WORDS = 2**16  # counters per block on the CPU (keyed_normal)
 I64 = torch.int64
 
 
-def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = PHILOX_ROUNDS):
+def philox4x32(
+    c0: torch.Tensor | int,
+    c1: torch.Tensor | int,
+    c2: torch.Tensor | int,
+    c3: torch.Tensor | int,
+    k0: int,
+    k1: int,
+    rounds: int = PHILOX_ROUNDS,
+) -> tuple[torch.Tensor, ...]:
     """Philox 4x32-``rounds`` of the counter (c0, c1, c2, c3) under the key (k0, k1).
 
     Counter words are int64 tensors (broadcastable) holding values in [0, 2^32); the key
@@ -69,7 +78,14 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = PHILOX_ROUNDS):
     return tuple(x.reshape(shape) for x in (x0, x1, x2, x3))
 
 
-def philox_round(c0, c1, c2, c3, k0: int, k1: int):
+def philox_round(
+    c0: torch.Tensor | int,
+    c1: torch.Tensor | int,
+    c2: torch.Tensor | int,
+    c3: torch.Tensor | int,
+    k0: int,
+    k1: int,
+) -> tuple[torch.Tensor | int, torch.Tensor | int, torch.Tensor | int, torch.Tensor | int]:
     """One Philox 4x32 round (Salmon et al. 2011, section 4.2), hi:lo the 64-bit products:
 
         hi0:lo0 = M0 c0,  hi1:lo1 = M1 c2
@@ -88,7 +104,15 @@ def _round_key(k0: int, k1: int, r: int) -> tuple[int, int]:
     return (k0 + r * PHILOX_W0) & MASK32, (k1 + r * PHILOX_W1) & MASK32
 
 
-def _philox_pairs(c0, c1, c2, c3, k0, k1, rounds=PHILOX_ROUNDS):
+def _philox_pairs(
+    c0: torch.Tensor | int,
+    c1: torch.Tensor | int,
+    c2: torch.Tensor | int,
+    c3: torch.Tensor | int,
+    k0: int,
+    k1: int,
+    rounds: int = PHILOX_ROUNDS,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Philox on broadcastable counter words, the outputs as stacked pairs of shape
     (2, *broadcast shape): ((x0, x2), (x1, x3)), the Box-Muller radius and angle words.
 
@@ -109,9 +133,9 @@ def _philox_pairs(c0, c1, c2, c3, k0, k1, rounds=PHILOX_ROUNDS):
     m0, m1 = PHILOX_M0 - 2**32, PHILOX_M1 - 2**32
     device = multiplied.device
     multipliers = torch.tensor([[m0, m1], [m1, m0]], dtype=I64, device=device).reshape(2, 2, 1)
-    round_keys = [_round_key(k0, k1, r) for r in range(rounds)]
-    round_keys = [k[::-1] if r % 2 == 0 else k for r, k in enumerate(round_keys)]
-    round_keys = torch.tensor(round_keys, dtype=I64, device=device).reshape(-1, 2, 1)
+    key_pairs = [_round_key(k0, k1, r) for r in range(rounds)]
+    key_pairs = [k[::-1] if r % 2 == 0 else k for r, k in enumerate(key_pairs)]
+    round_keys = torch.tensor(key_pairs, dtype=I64, device=device).reshape(-1, 2, 1)
     for r in range(2, rounds):  # even rounds start with (c0, c2) and (c1, c3), as here
         torch.mul(multiplied, multipliers[r % 2], out=products)
         torch.bitwise_right_shift(products, 32, out=hi)
@@ -140,7 +164,7 @@ def uniform_from_bits(bits: torch.Tensor) -> torch.Tensor:
     return (bits & 0xFFFFFE00).to(torch.float32).mul_(2.0**-32).add_(2.0**-24)
 
 
-def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor):
+def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent N(0, 1) from two uniforms (Box & Muller 1958):
     r = sqrt(-2 log u_radius), theta = 2 pi u_angle; returns (r cos theta, r sin theta)."""
     radius = torch.log(u_radius).mul_(-2.0).sqrt_()
@@ -148,7 +172,9 @@ def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor):
     return radius * torch.cos(theta), radius.mul_(theta.sin_())
 
 
-def key_words(seed: int, keys: torch.Tensor, batch: int, stream: int = 0):
+def key_words(
+    seed: int, keys: torch.Tensor, batch: int, stream: int = 0
+) -> tuple[tuple[int, int], torch.Tensor, torch.Tensor]:
     """Check ``seed``, ``keys`` (one per sample) and ``stream``; return the Philox key
     (k0, k1) and the per-sample counter words (key_a, key_b) as int64 tensors (B,)."""
     for name, value, bound in (("seed", seed, "2^64"), ("stream", stream, "2^32")):
@@ -195,7 +221,14 @@ def key_words(seed: int, keys: torch.Tensor, batch: int, stream: int = 0):
     return (seed & MASK32, seed >> 32), key_a, key_b
 
 
-def keyed_normal(shape, *, seed: int, keys: torch.Tensor, stream: int = 0, device=None):
+def keyed_normal(
+    shape: Sequence[int],
+    *,
+    seed: int,
+    keys: torch.Tensor,
+    stream: int = 0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Standard normal noise of ``shape`` (batch first), keyed per sample: float32.
 
     Sample b, element n (C-order index within the sample) = z_{n mod 4} of Philox 4x32-10

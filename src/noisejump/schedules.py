@@ -51,7 +51,7 @@ class Schedule:
         log_alphas_cumprod: torch.Tensor,
         timesteps: torch.Tensor | None = None,
         name: str = "custom",
-    ):
+    ) -> None:
         # Private: validated inputs come from the classmethods.
         self._betas = betas
         self._alphas = alphas  # kept apart from 1 - beta: accurate when alpha is tiny
@@ -208,7 +208,9 @@ class Schedule:
 
     # ---- the interface ForwardProcess uses ---------------------------------------------------
 
-    def table(self, name: str, device, dtype=F64) -> torch.Tensor:
+    def table(
+        self, name: str, device: torch.device | str, dtype: torch.dtype = F64
+    ) -> torch.Tensor:
         """A cached copy of an internal table on ``device`` in ``dtype`` (built in float64).
 
         Names: ``signal``/``sigma`` (length T), ``log_alphas_cumprod_x0`` (length T + 1,
@@ -235,7 +237,9 @@ class Schedule:
             return torch.sqrt(self._betas)
         raise KeyError(name)
 
-    def steps(self, t, like: torch.Tensor, *, name: str = "t", lowest: int = 0, validate=True):
+    def steps(
+        self, t: Any, like: torch.Tensor, *, name: str = "t", lowest: int = 0, validate: bool = True
+    ) -> Any:
         """Validate step(s) ``t`` for a sample ``like`` and place them for broadcasting.
 
         Returns a Python int, or an int64 tensor on ``like.device``: 0-d for one step,
@@ -289,11 +293,15 @@ class Schedule:
             t = t.reshape((-1,) + (1,) * (like.dim() - 1))
         return t
 
-    def marginal(self, t, device, dtype):
+    def marginal(
+        self, t: Any, device: torch.device | str, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 I), gathered at t."""
         return self.table("signal", device, dtype)[t], self.table("sigma", device, dtype)[t]
 
-    def transition(self, s, t, device, dtype=F64):
+    def transition(
+        self, s: Any, t: Any, device: torch.device | str, dtype: torch.dtype = F64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha_{t|s}, sigma^2_{t|s}) of q(x_t | x_s) = N(alpha_{t|s} x_s, sigma^2_{t|s} I).
 
         alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
@@ -312,14 +320,14 @@ class Schedule:
         )
 
 
-def _broadcasts_per_element(t_shape, like_shape) -> bool:
+def _broadcasts_per_element(t_shape: tuple[int, ...], like_shape: tuple[int, ...]) -> bool:
     """True when t has like's number of dimensions and each size is 1 or like's size."""
     return len(t_shape) == len(like_shape) and all(
         a in (1, b) for a, b in zip(t_shape, like_shape, strict=True)
     )
 
 
-def _from_numpy(t):
+def _from_numpy(t: Any) -> Any:
     """NumPy integers become Python ints and NumPy arrays tensors; anything else is as is."""
     if isinstance(t, np.ndarray):
         return torch.from_numpy(t)
@@ -332,7 +340,7 @@ def _is_integer(t: torch.Tensor) -> bool:
     return not (t.dtype.is_floating_point or t.dtype.is_complex)
 
 
-def _as_table(values, name: str) -> torch.Tensor:
+def _as_table(values: Any, name: str) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
         table = values.detach().to(device="cpu", dtype=F64).clone()
     else:
@@ -344,7 +352,7 @@ def _as_table(values, name: str) -> torch.Tensor:
     return table
 
 
-def _as_timesteps(timesteps, n: int) -> torch.Tensor | None:
+def _as_timesteps(timesteps: Any, n: int) -> torch.Tensor | None:
     if timesteps is None:
         return None
     timesteps = torch.as_tensor(timesteps, dtype=torch.int64).cpu().clone()
@@ -356,17 +364,19 @@ def _as_timesteps(timesteps, n: int) -> torch.Tensor | None:
 # ---- named schedules ----------------------------------------------------------------------
 
 
-def _linear(n, beta_start, beta_end):
+def _linear(n: int, beta_start: float, beta_end: float) -> torch.Tensor:
     """Ho et al. 2020, section 4: beta linear from beta_start to beta_end."""
     return torch.linspace(beta_start, beta_end, n, dtype=F64)
 
 
-def _scaled_linear(n, beta_start, beta_end):
+def _scaled_linear(n: int, beta_start: float, beta_end: float) -> torch.Tensor:
     """Latent diffusion (Rombach et al. 2022): sqrt(beta) linear, then squared."""
     return torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=F64) ** 2
 
 
-def _cosine(n, beta_start, beta_end, s=0.008, max_beta=0.999):
+def _cosine(
+    n: int, beta_start: float, beta_end: float, s: float = 0.008, max_beta: float = 0.999
+) -> torch.Tensor:
     """Nichol & Dhariwal 2021 (arXiv 2102.09672, eq. 17): abar(u) = cos^2(pi/2 (u+s)/(1+s)),
     beta_i = min(1 - abar((i+1)/n) / abar(i/n), max_beta). beta_start/beta_end are unused."""
     u = torch.arange(n + 1, dtype=F64) / n
@@ -374,7 +384,7 @@ def _cosine(n, beta_start, beta_end, s=0.008, max_beta=0.999):
     return torch.clamp(1 - abar[1:] / abar[:-1], max=max_beta)
 
 
-def _sigmoid(n, beta_start, beta_end):
+def _sigmoid(n: int, beta_start: float, beta_end: float) -> torch.Tensor:
     """GeoDiff (Xu et al. 2022), as diffusers: sigmoid(linspace(-6, 6)) scaled to the range."""
     return torch.sigmoid(torch.linspace(-6, 6, n, dtype=F64)) * (beta_end - beta_start) + beta_start
 
@@ -400,7 +410,7 @@ def get_schedule(
     beta_start: float = 1e-4,
     beta_end: float = 0.02,
     rescale_zero_terminal_snr: bool = False,
-    **kwargs,
+    **kwargs: Any,
 ) -> Schedule:
     """A named schedule, equal to diffusers' DDPMScheduler for the same configuration.
 

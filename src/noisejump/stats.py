@@ -13,6 +13,7 @@ it runs k tests at once, compares each p-value with alpha / k (Bonferroni).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -34,7 +35,7 @@ def kolmogorov_pvalue(statistic: float, n_effective: float) -> float:
     return min(1.0, max(0.0, 2 * total))
 
 
-def ks_statistic(samples: torch.Tensor, cdf) -> float:
+def ks_statistic(samples: torch.Tensor, cdf: Callable[[torch.Tensor], torch.Tensor]) -> float:
     """sup |F_n - F| of 1-D ``samples`` against the callable ``cdf``."""
     x, _ = torch.sort(samples.to(F64).flatten())
     n = len(x)

@@ -14,12 +14,17 @@ by Bonferroni (each compared with alpha / k).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import stats
 from .process import ForwardProcess
+
+if TYPE_CHECKING:
+    from .processes import TimeVaryingProcess
 
 F64 = torch.float64
 EXACT_TOLERANCE = 1e-10
@@ -74,11 +79,16 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _relative(a, b) -> float:
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-300))
 
 
-def _linear_moments(run, event_shape, white_shape, draws: int):
+def _linear_moments(
+    run: Callable[[torch.Tensor, Callable[[int], torch.Tensor]], torch.Tensor],
+    event_shape: tuple[int, ...],
+    white_shape: tuple[int, ...],
+    draws: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, C) of x = run(x0, draw) by pushing basis vectors of x0 and of each white draw."""
     d, m = math.prod(event_shape), math.prod(white_shape)
     basis = torch.eye(d, dtype=F64).reshape(d, *event_shape)
@@ -88,7 +98,7 @@ def _linear_moments(run, event_shape, white_shape, draws: int):
     n = draws * m
     x0 = torch.zeros(n, *event_shape, dtype=F64)
 
-    def draw(j):
+    def draw(j: int) -> torch.Tensor:
         white = torch.zeros(n, m, dtype=F64)
         white[j * m : (j + 1) * m] = torch.eye(m, dtype=F64)
         return white.reshape(n, *white_shape)
@@ -98,11 +108,11 @@ def _linear_moments(run, event_shape, white_shape, draws: int):
 
 
 def verify(
-    process,
+    process: ForwardProcess | TimeVaryingProcess,
     t: int = 20,
     *,
-    exact_shape=(2, 4, 4),
-    stat_shape=(3, 16, 16),
+    exact_shape: tuple[int, ...] = (2, 4, 4),
+    stat_shape: tuple[int, ...] = (3, 16, 16),
     n: int = 200,
     per_element: bool = False,
     alpha: float = 1e-3,
@@ -129,7 +139,7 @@ def verify(
     generator = torch.Generator().manual_seed(seed)
     report = VerifyReport(repr(process), t, tuple(exact_shape), tuple(stat_shape), n, alpha)
 
-    def steps_for(event):
+    def steps_for(event: tuple[int, ...]) -> Any:  # an int, or per-element steps
         if not per_element:
             return t
         if not isinstance(process, ForwardProcess):

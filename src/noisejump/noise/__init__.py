@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from .base import NoiseFamily
 from .composite import Kronecker, Sum
@@ -58,7 +59,7 @@ def without_arguments() -> list[str]:
     return names
 
 
-def get_noise(name: str, **kwargs) -> NoiseFamily:
+def get_noise(name: str, **kwargs: Any) -> NoiseFamily:
     """The noise family called ``name``, built with ``kwargs`` (e.g. ``rho=``, ``axis=``)."""
     if name not in _FAMILIES:
         raise ValueError(f"unknown noise family {name!r}; available: {available()}")

@@ -26,6 +26,8 @@ isotropic one, and the posterior covariance is that variance times S.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import torch
 
@@ -62,7 +64,15 @@ class NoiseFamily:
         batch shape) defaults to ``white.shape`` and is needed where L is not square."""
         raise NotImplementedError
 
-    def sample(self, shape, *, generator=None, device=None, dtype=torch.float32, out=None):
+    def sample(
+        self,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Structured noise L e of ``shape`` (batch first). ``out`` is a hint a family may
         write into (the chain reuses one buffer per step); always use the return value."""
         shape = tuple(shape)
@@ -78,7 +88,9 @@ class NoiseFamily:
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.diagonal(self.covariance(tuple(event_shape))).reshape(event_shape)
 
-    def _on(self, key, like: torch.Tensor, build):
+    def _on(
+        self, key: Hashable, like: torch.Tensor, build: Callable[[], torch.Tensor]
+    ) -> torch.Tensor:
         """The float64 table ``build()`` on like's device and dtype, cached: tables move
         once per device and dtype, not on every call (DESIGN.md, section 2)."""
         cache = self.__dict__.setdefault("_device_tables", {})
@@ -98,24 +110,24 @@ class NoiseFamily:
 # ---- helpers shared by the families -----------------------------------------------------
 
 
-def event_size(event_shape) -> int:
+def event_size(event_shape: tuple[int, ...]) -> int:
     return math.prod(event_shape)
 
 
-def check_positive(value, name: str, family: str, *, allow_zero: bool = False) -> None:
+def check_positive(value: Any, name: str, family: str, *, allow_zero: bool = False) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{family}: {name} must be a number {bound}, got {value!r}")
 
 
-def check_rho(rho, family: str) -> float:
+def check_rho(rho: Any, family: str) -> float:
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho < 1:
         raise ValueError(f"{family}: rho must be a correlation in [0, 1), got {rho!r}")
     return float(rho)
 
 
-def resolve_axis(axis: int, event_shape, family: str) -> int:
+def resolve_axis(axis: int, event_shape: tuple[int, ...], family: str) -> int:
     """A non-negative event axis, or ValueError when the event has no such axis."""
     ndim = len(event_shape)
     if not -ndim <= axis < ndim:
@@ -126,7 +138,7 @@ def resolve_axis(axis: int, event_shape, family: str) -> int:
     return axis % ndim
 
 
-def as_float64(values, name: str, family: str) -> torch.Tensor:
+def as_float64(values: Any, name: str, family: str) -> torch.Tensor:
     table = torch.as_tensor(values).detach().to(device="cpu", dtype=F64).clone()
     if not torch.isfinite(table).all():
         raise ValueError(f"{family}: {name} contains NaN or infinity")

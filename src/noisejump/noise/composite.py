@@ -7,6 +7,8 @@ kronecker:  x = (L_frames (x) L_space) e,  S = S_frames (x) S_space   (video)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 
@@ -22,7 +24,7 @@ class Sum(NoiseFamily):
 
     name = "sum"
 
-    def __init__(self, parts):
+    def __init__(self, parts: Sequence[NoiseFamily]) -> None:
         parts = list(parts)
         if len(parts) < 2 or not all(isinstance(p, NoiseFamily) for p in parts):
             raise ValueError(f"sum: needs at least two noise families, got {parts!r}")
@@ -31,35 +33,35 @@ class Sum(NoiseFamily):
         self.eigenbasis = bases.pop() if len(bases) == 1 and None not in bases else None
         self.cost = " + ".join(dict.fromkeys(p.cost for p in parts))
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         for part in self.parts:
             part.check_shape(event_shape)
 
-    def _sizes(self, shape):
+    def _sizes(self, shape: tuple[int, ...]) -> list[int]:
         return [event_size(p.white_shape(tuple(shape))[1:]) for p in self.parts]
 
-    def white_shape(self, shape):
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (shape[0], sum(self._sizes(shape)))
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         if shape is None:
             raise ValueError("sum: apply needs the structured shape (its L is not square)")
         chunks = white.split(self._sizes(shape), dim=-1)
-        total = 0
+        total: Any = 0  # 0, then a tensor
         for part, chunk in zip(self.parts, chunks, strict=True):
             total = total + part.apply(chunk.reshape(part.white_shape(tuple(shape))), shape)
         return total
 
-    def covariance(self, event_shape):
-        return sum(part.covariance(event_shape) for part in self.parts)
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        return cast(torch.Tensor, sum(part.covariance(event_shape) for part in self.parts))
 
-    def variance(self, event_shape):
-        return sum(part.variance(event_shape) for part in self.parts)
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        return cast(torch.Tensor, sum(part.variance(event_shape) for part in self.parts))
 
-    def apply_ops(self, event_shape):
+    def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         return sum(part.apply_ops(event_shape) for part in self.parts)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Sum({self.parts!r})"
 
 
@@ -75,7 +77,7 @@ class Kronecker(NoiseFamily):
 
     name = "kronecker"
 
-    def __init__(self, space: NoiseFamily, frames: _Frames):
+    def __init__(self, space: NoiseFamily, frames: _Frames) -> None:
         if not isinstance(space, NoiseFamily):
             raise ValueError(f"kronecker: space must be a noise family, got {space!r}")
         if not isinstance(frames, _Frames):
@@ -87,25 +89,25 @@ class Kronecker(NoiseFamily):
         self._frames_first = type(frames)(rho=frames.rho, axis=0)
         self.cost = space.cost
 
-    def _axis(self, event_shape) -> int:
+    def _axis(self, event_shape: tuple[int, ...]) -> int:
         return resolve_axis(self.frames.axis, event_shape, self.name)
 
-    def _space_event(self, event_shape):
+    def _space_event(self, event_shape: tuple[int, ...]) -> tuple[int, ...]:
         axis = self._axis(event_shape)
         return tuple(event_shape[:axis]) + tuple(event_shape[axis + 1 :])
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         self.frames.check_shape(event_shape)
         self.space.check_shape(self._space_event(event_shape))
 
-    def white_shape(self, shape):
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         event = tuple(shape[1:])
         frames = event[self._axis(event)]
         frame_whites = self._frames_first.white_shape((shape[0], frames, 1))[1]
         space_white = self.space.white_shape((1, *self._space_event(event)))[1:]
         return (shape[0], frame_whites, *space_white)
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         if shape is None:
             raise ValueError("kronecker: apply needs the structured shape")
         batch, frame_whites = white.shape[:2]
@@ -117,7 +119,7 @@ class Kronecker(NoiseFamily):
         x = self._frames_first.apply(x, (batch, frames, *space_event))
         return x.movedim(1, 1 + self._axis(tuple(shape[1:])))
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         axis = self._axis(event_shape)
         frames = event_shape[axis]
@@ -132,17 +134,17 @@ class Kronecker(NoiseFamily):
         order = order.movedim(0, axis).flatten()
         return cov[order][:, order]
 
-    def variance(self, event_shape):
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         axis = self._axis(event_shape)
         space = self.space.variance(self._space_event(event_shape))
         return space.unsqueeze(axis).expand(tuple(event_shape)).clone()
 
-    def apply_ops(self, event_shape):
+    def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         axis = self._axis(event_shape)
         return event_shape[axis] * self.space.apply_ops(
             self._space_event(event_shape)
         ) + 2 * math.prod(event_shape)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Kronecker(space={self.space!r}, frames={self.frames!r})"

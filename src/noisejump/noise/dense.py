@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -21,7 +22,7 @@ class Dense(NoiseFamily):
     name = "dense"
     cost = "O(d^2)"
 
-    def __init__(self, cov=None, scale_tril=None):
+    def __init__(self, cov: Any = None, scale_tril: Any = None) -> None:
         if (cov is None) == (scale_tril is None):
             raise ValueError("dense: give exactly one of cov= and scale_tril=")
         if cov is not None:
@@ -48,7 +49,7 @@ class Dense(NoiseFamily):
         self.scale_tril = scale_tril
         self.size = scale_tril.shape[0]
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
         if math.prod(event_shape) != self.size:
             raise ValueError(
@@ -56,22 +57,22 @@ class Dense(NoiseFamily):
                 f"{tuple(event_shape)} has {math.prod(event_shape)} elements"
             )
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         flat = white.reshape(white.shape[0], -1)
         scale_tril_t = self._on("scale_tril.T", white, lambda: self.scale_tril.T)
         return (flat @ scale_tril_t).reshape(white.shape)
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         return self.cov.clone()
 
-    def apply_ops(self, event_shape):
+    def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         return float(self.size) ** 2
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dense(d={self.size})"
 
 
-def _check_square(matrix, name):
+def _check_square(matrix: torch.Tensor, name: str) -> None:
     if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
         raise ValueError(f"dense: {name} must be a square (d, d) matrix, got {tuple(matrix.shape)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .base import NoiseFamily, as_float64
@@ -19,7 +21,7 @@ class Diagonal(NoiseFamily):
     name = "diagonal"
     eigenbasis = "identity"
 
-    def __init__(self, variance):
+    def __init__(self, variance: Any) -> None:
         v = as_float64(variance, "variance", self.name)
         if not (v > 0).all():
             raise ValueError(
@@ -29,7 +31,7 @@ class Diagonal(NoiseFamily):
         self.var = v
         self._scale = v.sqrt()
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
         try:
             torch.broadcast_shapes(self.var.shape, tuple(event_shape))
@@ -44,15 +46,15 @@ class Diagonal(NoiseFamily):
                 f"the event shape {tuple(event_shape)} (batch excluded)"
             )
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         return white * self._on("scale", white, lambda: self._scale)
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.diag(self.variance(event_shape).flatten())
 
-    def variance(self, event_shape):
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(tuple(event_shape))
         return self.var.expand(tuple(event_shape)).clone()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Diagonal(variance of shape {tuple(self.var.shape)})"

@@ -18,23 +18,23 @@ from .base import F64, NoiseFamily, check_rho, event_size, resolve_axis
 
 
 class _Frames(NoiseFamily):
-    def __init__(self, rho: float = 0.5, axis: int = 0):
+    def __init__(self, rho: float = 0.5, axis: int = 0) -> None:
         self.rho = check_rho(rho, self.name)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"{self.name}: axis must be an int, got {axis!r}")
         self.axis = axis
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
         resolve_axis(self.axis, event_shape, self.name)
 
-    def _batch_axis(self, shape) -> int:
+    def _batch_axis(self, shape: tuple[int, ...]) -> int:
         return 1 + resolve_axis(self.axis, shape[1:], self.name)
 
     def frame_covariance(self, frames: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         axis = resolve_axis(self.axis, event_shape, self.name)
         before, after = event_size(event_shape[:axis]), event_size(event_shape[axis + 1 :])
@@ -42,11 +42,11 @@ class _Frames(NoiseFamily):
         eye_before, eye_after = torch.eye(before, dtype=F64), torch.eye(after, dtype=F64)
         return torch.kron(eye_before, torch.kron(frames, eye_after))
 
-    def variance(self, event_shape):
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         return torch.ones(tuple(event_shape), dtype=F64)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(rho={self.rho}, axis={self.axis})"
 
 
@@ -56,18 +56,18 @@ class FramesMixed(_Frames):
 
     name = "frames-mixed"
 
-    def white_shape(self, shape):
-        shape = list(shape)
-        shape[self._batch_axis(shape)] += 1
-        return tuple(shape)
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        dims = list(shape)
+        dims[self._batch_axis(shape)] += 1
+        return tuple(dims)
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         axis = 1 + resolve_axis(self.axis, white.shape[1:], self.name)
         frames = white.shape[axis] - 1
         independent, shared = white.split([frames, 1], dim=axis)
         return self.rho * shared + math.sqrt(1 - self.rho**2) * independent
 
-    def frame_covariance(self, frames):
+    def frame_covariance(self, frames: int) -> torch.Tensor:
         return (1 - self.rho**2) * torch.eye(frames, dtype=F64) + self.rho**2
 
 
@@ -76,7 +76,7 @@ class FramesProgressive(_Frames):
 
     name = "frames-progressive"
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         axis = self._batch_axis(white.shape)
         innovations = white.unbind(axis)
         scale = math.sqrt(1 - self.rho**2)
@@ -85,6 +85,6 @@ class FramesProgressive(_Frames):
             frames.append(self.rho * frames[-1] + scale * innovation)
         return torch.stack(frames, axis)
 
-    def frame_covariance(self, frames):
+    def frame_covariance(self, frames: int) -> torch.Tensor:
         index = torch.arange(frames, dtype=F64)
         return self.rho ** (index[:, None] - index[None, :]).abs()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .base import F64, NoiseFamily, event_size
@@ -14,19 +16,27 @@ class Isotropic(NoiseFamily):
     eigenbasis = "identity"
     is_isotropic = True
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         """Any event shape, scalars (a batch of shape (B,)) included."""
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         return white
 
-    def sample(self, shape, *, generator=None, device=None, dtype=torch.float32, out=None):
+    def sample(
+        self,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if out is not None:
             return torch.randn(tuple(shape), generator=generator, out=out)
         return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.eye(event_size(event_shape), dtype=F64)
 
-    def variance(self, event_shape):
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.ones(tuple(event_shape), dtype=F64)

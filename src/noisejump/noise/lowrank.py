@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -22,7 +23,7 @@ class LowRank(NoiseFamily):
     name = "lowrank"
     cost = "O(d r)"
 
-    def __init__(self, cov_factor, cov_diag):
+    def __init__(self, cov_factor: Any, cov_diag: Any) -> None:
         self.cov_factor = as_float64(cov_factor, "cov_factor", self.name)
         self.cov_diag = as_float64(cov_diag, "cov_diag", self.name)
         if self.cov_factor.dim() != 2:
@@ -42,7 +43,7 @@ class LowRank(NoiseFamily):
             )
         self.size, self.rank = self.cov_factor.shape
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
         if math.prod(event_shape) != self.size:
             raise ValueError(
@@ -50,26 +51,26 @@ class LowRank(NoiseFamily):
                 f"{tuple(event_shape)} has {math.prod(event_shape)} elements"
             )
 
-    def white_shape(self, shape):
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (shape[0], self.size + self.rank)
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         diagonal, factor = white.split([self.size, self.rank], dim=-1)
         x = diagonal * self._on("sqrt(cov_diag)", white, self.cov_diag.sqrt) + factor @ self._on(
             "cov_factor.T", white, lambda: self.cov_factor.T
         )
         return x if shape is None else x.reshape(shape)
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         return self.cov_factor @ self.cov_factor.T + torch.diag(self.cov_diag)
 
-    def variance(self, event_shape):
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         return ((self.cov_factor**2).sum(1) + self.cov_diag).reshape(event_shape)
 
-    def apply_ops(self, event_shape):
+    def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         return float(self.size * (self.rank + 1))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"LowRank(d={self.size}, rank={self.rank})"

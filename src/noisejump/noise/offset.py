@@ -26,34 +26,34 @@ class Offset(NoiseFamily):
 
     name = "offset"
 
-    def __init__(self, strength: float = 0.1, normalize: bool = True):
+    def __init__(self, strength: float = 0.1, normalize: bool = True) -> None:
         check_positive(strength, "strength", self.name, allow_zero=True)
         self.strength = float(strength)
         self.normalize = normalize
         self._norm = 1 / math.sqrt(1 + self.strength**2) if normalize else 1.0
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         if len(event_shape) < 2:
             raise ValueError(
                 f"offset: needs an event of shape (C, ...) with at least 2 dimensions "
                 f"(channels first), got {tuple(event_shape)}"
             )
 
-    def white_shape(self, shape):
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (shape[0], shape[1], event_size(shape[2:]) + 1)
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         if shape is None:
             raise ValueError("offset: apply needs the structured shape (its L is not square)")
         n = white.shape[-1] - 1
         x = white[..., :n] + self.strength * white[..., n:]
         return (x * self._norm).reshape(shape)
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         n = event_size(event_shape[1:])
         block = torch.eye(n, dtype=F64) + self.strength**2 * torch.ones(n, n, dtype=F64)
         return torch.block_diag(*[block] * event_shape[0]) * self._norm**2
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Offset(strength={self.strength}, normalize={self.normalize})"

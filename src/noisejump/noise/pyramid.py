@@ -13,6 +13,7 @@ Up_k = U_k (x) V_k is separable; U_k is PyTorch's bilinear rule written as a mat
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,13 @@ class Pyramid(NoiseFamily):
 
     name = "pyramid"
 
-    def __init__(self, ratio: float = 2.0, discount: float = 0.8, levels=None, normalize=True):
+    def __init__(
+        self,
+        ratio: float = 2.0,
+        discount: float = 0.8,
+        levels: int | None = None,
+        normalize: bool = True,
+    ) -> None:
         check_positive(ratio, "ratio", self.name)
         if ratio <= 1:
             raise ValueError(f"pyramid: ratio must be > 1, got {ratio!r}")
@@ -59,7 +66,7 @@ class Pyramid(NoiseFamily):
         self.normalize = normalize
         self._cache: dict = {}
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         if len(event_shape) < 2:
             raise ValueError(
                 f"pyramid: needs an event with two spatial axes (..., H, W), got "
@@ -89,16 +96,17 @@ class Pyramid(NoiseFamily):
             self._cache[key] = var.sqrt() if self.normalize else torch.ones_like(var)
         return self._cache[key]
 
-    def white_shape(self, shape):
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         n = sum(h * w for h, w in self.sizes(shape[-2], shape[-1]))
         return (*shape[:-2], n)
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         if shape is None:
             raise ValueError("pyramid: apply needs the structured shape (its L is not square)")
         height, width = shape[-2], shape[-1]
         flat = white.reshape(-1, 1, white.shape[-1])  # (N, 1, sum h_k w_k)
-        total, start = None, 0
+        total: torch.Tensor | None = None
+        start = 0
         for k, (h, w) in enumerate(self.sizes(height, width)):
             level = flat[..., start : start + h * w].reshape(-1, 1, h, w)
             start += h * w
@@ -107,9 +115,9 @@ class Pyramid(NoiseFamily):
             level = level * self.discount**k
             total = level if total is None else total + level
         std = self._on(("std", height, width), white, lambda: self._std(height, width))
-        return (total / std).reshape(shape)
+        return (cast(torch.Tensor, total) / std).reshape(shape)
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         height, width = event_shape[-2:]
         block = torch.zeros(height * width, height * width, dtype=F64)
@@ -120,10 +128,10 @@ class Pyramid(NoiseFamily):
         block = inv_std[:, None] * block * inv_std[None, :]
         return torch.block_diag(*[block] * math.prod(event_shape[:-2]))
 
-    def apply_ops(self, event_shape):
+    def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         return 4.0 * math.prod(event_shape) * len(self.sizes(*event_shape[-2:]))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"Pyramid(ratio={self.ratio}, discount={self.discount}, levels={self.levels}, "
             f"normalize={self.normalize})"

@@ -15,6 +15,7 @@ divided by their mean, which is the marginal variance c(0, 0): unit variance.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -29,14 +30,14 @@ class Stationary(NoiseFamily):
     eigenbasis = "fft"
     cost = "O(d log d)"
 
-    def __init__(self, normalize: bool = True):
+    def __init__(self, normalize: bool = True) -> None:
         self.normalize = normalize
         self._cache: dict = {}
 
     def raw_spectrum(self, height: int, width: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         if len(event_shape) < 2:
             raise ValueError(
                 f"{self.name}: needs an event with two spatial axes (..., H, W), got "
@@ -52,7 +53,7 @@ class Stationary(NoiseFamily):
             self._cache[key] = power / power.mean() if self.normalize else power
         return self._cache[key]
 
-    def apply(self, white, shape=None):
+    def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         height, width = white.shape[-2:]
         amplitude = self._on(
             ("amplitude", height, width),
@@ -62,7 +63,7 @@ class Stationary(NoiseFamily):
         spectrum = torch.fft.rfft2(white) * amplitude
         return torch.fft.irfft2(spectrum, s=(height, width))
 
-    def covariance(self, event_shape):
+    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         height, width = event_shape[-2:]
         power = self.power_spectrum(height, width)
@@ -78,12 +79,12 @@ class Stationary(NoiseFamily):
         block = c[a[:, None, :, None], b[None, :, None, :]].reshape(height * width, -1)
         return torch.block_diag(*[block] * math.prod(event_shape[:-2]))
 
-    def variance(self, event_shape):
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         power = self.power_spectrum(*event_shape[-2:])
         return torch.full(tuple(event_shape), float(power.mean()), dtype=F64)
 
-    def apply_ops(self, event_shape):
+    def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         return 5.0 * math.prod(event_shape) * math.log2(max(2, math.prod(event_shape[-2:])))
 
 
@@ -103,7 +104,7 @@ class Colored(Stationary):
 
     name = "colored"
 
-    def __init__(self, alpha: float = 1.0, normalize: bool = True):
+    def __init__(self, alpha: float = 1.0, normalize: bool = True) -> None:
         if (
             isinstance(alpha, bool)
             or not isinstance(alpha, (int, float))
@@ -113,12 +114,12 @@ class Colored(Stationary):
         super().__init__(normalize)
         self.alpha = float(alpha)
 
-    def raw_spectrum(self, height, width):
+    def raw_spectrum(self, height: int, width: int) -> torch.Tensor:
         radius = frequency_radius(height, width)
         radius[0, 0] = radius[radius > 0].min() if radius.numel() > 1 else 1.0
         return radius ** (-self.alpha)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Colored(alpha={self.alpha}, normalize={self.normalize})"
 
 
@@ -150,18 +151,18 @@ class RBF(Stationary):
 
     name = "rbf"
 
-    def __init__(self, length_scale: float = 2.0, normalize: bool = True):
+    def __init__(self, length_scale: float = 2.0, normalize: bool = True) -> None:
         check_positive(length_scale, "length_scale", self.name)
         super().__init__(normalize)
         self.length_scale = float(length_scale)
 
-    def raw_spectrum(self, height, width):
+    def raw_spectrum(self, height: int, width: int) -> torch.Tensor:
         wraps = 4 + math.ceil(self.length_scale / min(height, width))
         p_y = periodic_gaussian_spectrum(height, self.length_scale, wraps)
         p_x = periodic_gaussian_spectrum(width, self.length_scale, wraps)
         return torch.outer(p_y, p_x)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"RBF(length_scale={self.length_scale}, normalize={self.normalize})"
 
 
@@ -171,7 +172,7 @@ class Spectral(Stationary):
 
     name = "spectral"
 
-    def __init__(self, power, normalize: bool = True):
+    def __init__(self, power: Any, normalize: bool = True) -> None:
         super().__init__(normalize)
         power = as_float64(power, "power", self.name)
         if power.dim() != 2:
@@ -188,7 +189,7 @@ class Spectral(Stationary):
             raise ValueError("spectral: power must satisfy P(f) = P(-f) (real noise)")
         self.power = power
 
-    def check_shape(self, event_shape):
+    def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
         if tuple(event_shape[-2:]) != tuple(self.power.shape):
             raise ValueError(
@@ -196,9 +197,9 @@ class Spectral(Stationary):
                 f"spatial shape is {tuple(event_shape[-2:])} (event {tuple(event_shape)})"
             )
 
-    def raw_spectrum(self, height, width):
+    def raw_spectrum(self, height: int, width: int) -> torch.Tensor:
         self.check_shape((height, width))
         return self.power
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Spectral(power of shape {tuple(self.power.shape)})"

@@ -10,6 +10,9 @@ or one step per sample.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from ..plan import Plan, check_path
@@ -25,32 +28,38 @@ class TimeVaryingProcess:
     num_steps: int
     path = "auto"
 
-    def white_shape(self, shape):
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(shape)
 
-    def check_event(self, event_shape) -> None:
+    def check_event(self, event_shape: tuple[int, ...]) -> None:
         """Raise ValueError when the process cannot act on samples of ``event_shape``."""
 
-    def _closed_parts(self, x0, t, draw):
+    def _closed_parts(
+        self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(M_t x0, noise term) of the closed form, in the compute dtype."""
         raise NotImplementedError
 
-    def _closed(self, x0, t, draw):
+    def _closed(
+        self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
+    ) -> torch.Tensor:
         mean, noise = self._closed_parts(x0, t, draw)
         return mean + noise
 
-    def _chain_step(self, x, k: int, white):
+    def _chain_step(self, x: torch.Tensor, k: int, white: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _plan(self, t, shape) -> Plan:
+    def _plan(self, t: Any, shape: tuple[int, ...] | None) -> Plan:
         raise NotImplementedError
 
-    def moments(self, event_shape, t: int):
+    def moments(self, event_shape: tuple[int, ...], t: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     # ---- public API -------------------------------------------------------------------------
 
-    def plan(self, t, shape=None, *, path: str | None = None) -> Plan:
+    def plan(
+        self, t: Any, shape: tuple[int, ...] | None = None, *, path: str | None = None
+    ) -> Plan:
         """Which path ``q_sample`` takes for step(s) ``t`` (batch ``shape``), why, and cost."""
         t = self._steps(t, shape[0] if shape else None)
         path = check_path(path or self.path)
@@ -65,7 +74,13 @@ class TimeVaryingProcess:
             )
         return self._plan(t, shape)
 
-    def q_sample(self, x0, t, noise=None, generator=None):
+    def q_sample(
+        self,
+        x0: torch.Tensor,
+        t: Any,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t ~ q(x_t | x0) by the plan's path. Returns (x_t, noise) in x0's dtype, with
         noise = x_t - E[x_t | x0], the noise term (it is not a unit-variance e here).
         ``noise`` is in ForwardProcess's place but refused: these draws are not one L e."""
@@ -87,12 +102,16 @@ class TimeVaryingProcess:
             x_t = mean + noise
         return x_t.to(x0.dtype), noise.to(x0.dtype)
 
-    def q_sample_loop(self, x0, t, generator=None):
+    def q_sample_loop(
+        self, x0: torch.Tensor, t: Any, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """x_t by walking the chain step by step: O(t), the reference."""
         x0, t = self._start(x0, t)
         return self._chain(x0, t, self._random_draw(x0, generator)).to(x0.dtype)
 
-    def trajectory(self, x0, steps, generator=None):
+    def trajectory(
+        self, x0: torch.Tensor, steps: Any, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """One path observed at increasing ``steps``, by the chain (one pass, O(last step))."""
         _check_sample(x0, "x0")
         steps = _int_list(steps, "steps")
@@ -112,13 +131,13 @@ class TimeVaryingProcess:
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def _check_posterior_inputs(self, x0, x_t) -> None:
+    def _check_posterior_inputs(self, x0: torch.Tensor, x_t: torch.Tensor) -> None:
         """x0 and x_t: floating, non-empty, the same shape and device."""
         _check_sample(x0, "x0")
         _check_sample(x_t, "x_t")
         _check_pair(x0, x_t, "x0", "x_t")
 
-    def _start(self, x0, t):
+    def _start(self, x0: torch.Tensor, t: Any) -> tuple[torch.Tensor, Any]:
         _check_sample(x0, "x0")
         self.check_event(tuple(x0.shape[1:]))
         t = self._steps(t, x0.shape[0])
@@ -126,7 +145,7 @@ class TimeVaryingProcess:
             t = t.to(x0.device).reshape((-1,) + (1,) * (x0.dim() - 1))
         return x0, t
 
-    def _steps(self, t, batch):
+    def _steps(self, t: Any, batch: int | None) -> Any:
         """An int, or an int64 CPU/device tensor: 0-d or one step per sample."""
         allowed = f"integers in [0, {self.num_steps - 1}]"
         t = _from_numpy(t)
@@ -150,7 +169,7 @@ class TimeVaryingProcess:
             raise ValueError(f"t must be {allowed}, got values in [{int(t.min())}, {int(t.max())}]")
         return t.long()
 
-    def _chain(self, x0, t, draw):
+    def _chain(self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
         x = x0.to(_compute_dtype(x0.dtype), copy=True)
         per_sample = isinstance(t, torch.Tensor) and t.dim() > 0
         last = int(t.max()) if per_sample else int(t)
@@ -159,7 +178,9 @@ class TimeVaryingProcess:
             x = torch.where(t >= k, stepped, x) if per_sample else stepped
         return x
 
-    def _random_draw(self, x, generator):
+    def _random_draw(
+        self, x: torch.Tensor, generator: torch.Generator | None
+    ) -> Callable[[int], torch.Tensor]:
         cd = _compute_dtype(x.dtype)
         shape = self.white_shape(tuple(x.shape))
         return lambda k: torch.randn(shape, generator=generator, device=x.device, dtype=cd)

@@ -17,6 +17,8 @@ refused. Closed form: x_t = U(a_t * U^T x0 + sigma_t e), O(d (H + W)) with matri
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -49,10 +51,10 @@ class BlurringProcess(TimeVaryingProcess):
         schedule: Schedule,
         blur_sigma_max: float = 20.0,
         min_scale: float = 0.001,
-        blur_sigmas=None,
+        blur_sigmas: Any = None,
         *,
         path: str = "auto",
-    ):
+    ) -> None:
         if not 0 < min_scale < 1:
             raise ValueError(f"blurring: min_scale must be in (0, 1), got {min_scale!r}")
         if blur_sigmas is None:
@@ -74,11 +76,11 @@ class BlurringProcess(TimeVaryingProcess):
         self.path = path
         self._cache: dict = {}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         blur = float(self.blur_sigmas.max())
         return f"BlurringProcess({self.schedule!r}, blur_sigma_max={blur:.3g})"
 
-    def check_event(self, event_shape):
+    def check_event(self, event_shape: tuple[int, ...]) -> None:
         if len(event_shape) < 2:
             raise ValueError(
                 f"blurring: needs samples with two spatial axes (..., H, W), got event "
@@ -86,7 +88,7 @@ class BlurringProcess(TimeVaryingProcess):
             )
         self._tables(*event_shape[-2:])  # validates the schedule for this size
 
-    def _tables(self, height, width):
+    def _tables(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Float64 (T, H, W) tables a_t, r_t, sqrt(q_t), validated; cached per size."""
         key = (height, width)
         if key in self._cache:
@@ -119,14 +121,16 @@ class BlurringProcess(TimeVaryingProcess):
         self._cache[key] = tables
         return tables
 
-    def _on(self, name, table, like):
+    def _on(
+        self, name: str | tuple[str, int], table: torch.Tensor, like: torch.Tensor
+    ) -> torch.Tensor:
         """A cached copy of a float64 table on like's device and dtype."""
         key = (name, like.device, like.dtype)
         if key not in self._cache:
             self._cache[key] = table.to(device=like.device, dtype=like.dtype)
         return self._cache[key]
 
-    def _dct(self, x, inverse=False):
+    def _dct(self, x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         height, width = x.shape[-2:]
         u_h = self._on(("dct", height), dct_matrix(height), x)
         u_w = self._on(("dct", width), dct_matrix(width), x)
@@ -134,7 +138,9 @@ class BlurringProcess(TimeVaryingProcess):
             return u_h.T @ x @ u_w
         return u_h @ x @ u_w.T
 
-    def _closed_parts(self, x0, t, draw):
+    def _closed_parts(
+        self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cd = x0.dtype if x0.dtype == F64 else torch.float32
         height, width = x0.shape[-2:]
         a, _, _ = self._tables(height, width)
@@ -147,13 +153,13 @@ class BlurringProcess(TimeVaryingProcess):
         # U(sigma_t e) has the law of sigma_t e (U orthonormal): no transform for the noise
         return self._dct(a_t * self._dct(x0.to(cd)), inverse=True), sigma * draw(0)
 
-    def _chain_step(self, x, k, white):
+    def _chain_step(self, x: torch.Tensor, k: int, white: torch.Tensor) -> torch.Tensor:
         _, r, root_q = self._tables(*x.shape[-2:])
         r_k = r[k].to(device=x.device, dtype=x.dtype)
         root_q_k = root_q[k].to(device=x.device, dtype=x.dtype)
         return self._dct(r_k * self._dct(x) + root_q_k * white, inverse=True)
 
-    def _plan(self, t, shape):
+    def _plan(self, t: Any, shape: tuple[int, ...] | None) -> Plan:
         return Plan(
             "per-mode",
             "blurring: A_t, Q_t share the DCT eigenbasis",
@@ -162,7 +168,7 @@ class BlurringProcess(TimeVaryingProcess):
             1,
         )
 
-    def moments(self, event_shape, t):
+    def moments(self, event_shape: tuple[int, ...], t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """M_t = U diag(a_t) U^T, C_t = sigma_t^2 I (per channel), dense float64."""
         height, width = event_shape[-2:]
         a, _, _ = self._tables(height, width)
@@ -173,7 +179,9 @@ class BlurringProcess(TimeVaryingProcess):
         sigma2 = float(self.schedule.table("sigma", "cpu")[t] ** 2)
         return mean_op, sigma2 * torch.eye(mean_op.shape[0], dtype=F64)
 
-    def q_posterior(self, x0, x_t, t: int):
+    def q_posterior(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and per-mode variance of q(x_(t-1) | x_t, x0), per DCT mode:
         mean_u = a_(t-1) u0 + c_(t-1) r_t / c_t (u_t - a_t u0), var_u = c_(t-1) q_t / c_t,
         c = sigma^2. Returns (mean in x_t's dtype, variances in the DCT basis: the

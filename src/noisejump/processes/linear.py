@@ -12,6 +12,8 @@ K = C_(t-1) A_t^T C_t^-1, mean = M_(t-1) x0 + K (x_t - M_t x0), cov = C_(t-1) - 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -31,7 +33,7 @@ class LinearGaussianChain(TimeVaryingProcess):
         B: callable (k, e) -> B_k e for white e of shape (N, *event), linear in e.
     """
 
-    def __init__(self, num_steps: int, A, B, *, path: str = "auto"):
+    def __init__(self, num_steps: int, A: Any, B: Any, *, path: str = "auto") -> None:
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"linear chain: num_steps must be a positive int, got {num_steps!r}")
         if not callable(A) or not callable(B):
@@ -39,7 +41,7 @@ class LinearGaussianChain(TimeVaryingProcess):
         self.num_steps, self.A, self.B, self.path = num_steps, A, B, path
         self._cache: dict = {}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"LinearGaussianChain(num_steps={self.num_steps})"
 
     @staticmethod
@@ -47,14 +49,14 @@ class LinearGaussianChain(TimeVaryingProcess):
         """Bytes the dense path holds: M_t, C_t, their update and the factor, float64."""
         return 5 * d * d * 8
 
-    def _chain_step(self, x, k, white):
+    def _chain_step(self, x: torch.Tensor, k: int, white: torch.Tensor) -> torch.Tensor:
         return self.A(k, x) + self.B(k, white)
 
-    def _rows(self, fn, k, rows, event):
+    def _rows(self, fn: Any, k: int, rows: torch.Tensor, event: tuple[int, ...]) -> torch.Tensor:
         """fn(k, .) applied to each row of ``rows`` (n, d): rows @ F^T."""
         return fn(k, rows.reshape(len(rows), *event)).reshape(len(rows), -1)
 
-    def moments(self, event_shape, t):
+    def moments(self, event_shape: tuple[int, ...], t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(M_t, C_t), dense float64, by pushing basis vectors through A_k and B_k."""
         key = (tuple(event_shape), t)
         if key in self._cache:
@@ -72,16 +74,22 @@ class LinearGaussianChain(TimeVaryingProcess):
         self._cache[key] = (mean_op, cov, factor)
         return mean_op, cov
 
-    def _dense_ok(self, event_shape):
+    def _dense_ok(self, event_shape: tuple[int, ...]) -> bool:
         d = math.prod(event_shape)
         return d <= MAX_DENSE_D and self.memory_estimate(d) < MAX_DENSE_BYTES
 
-    def _closed_parts(self, x0, t, draw):
+    def _closed_parts(
+        self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         event = tuple(x0.shape[1:])
         if isinstance(t, torch.Tensor) and t.dim() > 0:  # one step per sample: row by row
             white = draw(0)
             rows = [
-                self._closed_parts(x0[i : i + 1], int(t[i]), lambda j, i=i: white[i : i + 1])
+                self._closed_parts(
+                    x0[i : i + 1],
+                    int(t[i]),
+                    lambda j, i=i: white[i : i + 1],  # type: ignore[misc]  # (default i=i)
+                )
                 for i in range(len(x0))
             ]
             return torch.cat([m for m, _ in rows]), torch.cat([e for _, e in rows])
@@ -94,7 +102,7 @@ class LinearGaussianChain(TimeVaryingProcess):
         mean = flat @ mean_op.to(x0.device, cd).T
         return mean.reshape(x0.shape), (white @ factor.to(x0.device, cd).T).reshape(x0.shape)
 
-    def _plan(self, t, shape):
+    def _plan(self, t: Any, shape: tuple[int, ...] | None) -> Plan:
         if shape is None:
             raise ValueError("linear chain: plan needs the batch shape (for d and memory)")
         d = math.prod(shape[1:])
@@ -122,7 +130,9 @@ class LinearGaussianChain(TimeVaryingProcess):
             last + 1,
         )
 
-    def q_posterior(self, x0, x_t, t: int):
+    def q_posterior(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and dense covariance of q(x_(t-1) | x_t, x0) (Kalman form, module docstring)
         for one int step t; at t = 0: (x0, 0)."""
         self._check_posterior_inputs(x0, x_t)
@@ -145,7 +155,7 @@ class LinearGaussianChain(TimeVaryingProcess):
         return mean.reshape(x_t.shape).to(x_t.dtype), c_prev - gain @ a_t @ c_prev
 
 
-def _factor(cov):
+def _factor(cov: torch.Tensor) -> torch.Tensor:
     """F with F F^T = C: the Cholesky factor, or, for a singular C_t (a B_k of low rank),
     V sqrt(max(Lambda, 1e-12 max Lambda)) from the eigendecomposition."""
     scale_tril, info = torch.linalg.cholesky_ex(cov)

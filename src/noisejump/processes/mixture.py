@@ -16,6 +16,8 @@ frequency when every atom is stationary (FFT basis), a dense solve otherwise (sm
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import torch
 
@@ -37,7 +39,9 @@ class MixtureProcess(TimeVaryingProcess):
             ``arange(T)`` (float64) to it.
     """
 
-    def __init__(self, schedule: Schedule, atoms, weights, *, path: str = "auto"):
+    def __init__(
+        self, schedule: Schedule, atoms: Sequence[NoiseFamily], weights: Any, *, path: str = "auto"
+    ) -> None:
         atoms = list(atoms)
         if not atoms or not all(isinstance(a, NoiseFamily) for a in atoms):
             raise ValueError(f"mixture: atoms must be noise families, got {atoms!r}")
@@ -70,19 +74,19 @@ class MixtureProcess(TimeVaryingProcess):
         else:
             self.basis = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MixtureProcess({self.schedule!r}, atoms={self.atoms!r})"
 
-    def check_event(self, event_shape):
+    def check_event(self, event_shape: tuple[int, ...]) -> None:
         for atom in self.atoms:
             atom.check_shape(event_shape)
 
-    def white_shape(self, shape):
+    def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         if self._layout is None:
             return self.atoms[0].white_shape(tuple(shape))
         return self._layout.white_shape(tuple(shape))
 
-    def _noises(self, white, shape):
+    def _noises(self, white: torch.Tensor, shape: tuple[int, ...]) -> list[torch.Tensor]:
         """L_k e_k for each atom, from one white draw."""
         if self._layout is None:
             return [self.atoms[0].apply(white, shape)]
@@ -92,22 +96,24 @@ class MixtureProcess(TimeVaryingProcess):
             for atom, chunk in zip(self.atoms, chunks, strict=True)
         ]
 
-    def _coefficient(self, table, t, like):
+    def _coefficient(self, table: torch.Tensor, t: Any, like: torch.Tensor) -> torch.Tensor:
         """table[t] per atom, shaped to broadcast against ``like`` (per-sample t)."""
         values = table.to(like.device)[t]  # (K,) or (B, 1, .., 1, K)
         return values.movedim(-1, 0).to(like.dtype)
 
-    def _closed_parts(self, x0, t, draw):
+    def _closed_parts(
+        self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cd = x0.dtype if x0.dtype == F64 else torch.float32
         signal = self.schedule.table("signal", x0.device, cd)[t]
         mean = signal * x0.to(cd)
         c_t = self._coefficient(self.c.sqrt(), t, mean)
-        total = 0
+        total: Any = 0  # 0, then a tensor
         for root_c, noise in zip(c_t, self._noises(draw(0), tuple(x0.shape)), strict=True):
             total = total + root_c * noise
         return mean, total
 
-    def _chain_step(self, x, k, white):
+    def _chain_step(self, x: torch.Tensor, k: int, white: torch.Tensor) -> torch.Tensor:
         root_w = self.weights[k].sqrt().tolist()
         x = x * math.sqrt(self.schedule.alphas[k])
         root_beta = math.sqrt(self.schedule.betas[k])
@@ -115,7 +121,7 @@ class MixtureProcess(TimeVaryingProcess):
             x = x + (root_beta * w) * noise
         return x
 
-    def _plan(self, t, shape):
+    def _plan(self, t: Any, shape: tuple[int, ...] | None) -> Plan:
         k = len(self.atoms)
         posterior = {
             "identity": "per element (all atoms diagonal)",
@@ -131,18 +137,21 @@ class MixtureProcess(TimeVaryingProcess):
             1,
         )
 
-    def covariance(self, event_shape, t: int) -> torch.Tensor:
+    def covariance(self, event_shape: tuple[int, ...], t: int) -> torch.Tensor:
         """C_t = sum_k c_k(t) S_k, dense float64 (analytic atom covariances)."""
-        return sum(
-            float(self.c[t, j]) * a.covariance(event_shape) for j, a in enumerate(self.atoms)
+        return cast(
+            torch.Tensor,
+            sum(float(self.c[t, j]) * a.covariance(event_shape) for j, a in enumerate(self.atoms)),
         )
 
-    def moments(self, event_shape, t):
+    def moments(self, event_shape: tuple[int, ...], t: int) -> tuple[torch.Tensor, torch.Tensor]:
         d = math.prod(event_shape)
         signal = float(self.schedule.table("signal", "cpu")[t])
         return signal * torch.eye(d, dtype=F64), self.covariance(event_shape, t)
 
-    def q_posterior(self, x0, x_t, t: int):
+    def q_posterior(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and covariance of q(x_(t-1) | x_t, x0) for one int step t (module docstring).
 
         Returns (mean in x_t's dtype, cov): cov is event-shaped per-element variances when
@@ -167,7 +176,7 @@ class MixtureProcess(TimeVaryingProcess):
             spectra = [
                 torch.ones(height, width, dtype=F64)
                 if atom.is_isotropic
-                else atom.power_spectrum(height, width)
+                else cast(Stationary, atom).power_spectrum(height, width)
                 for atom in self.atoms
             ]
             c_prev = torch.stack([float(self.c[t - 1, j]) * p for j, p in enumerate(spectra)]).sum(
@@ -181,8 +190,8 @@ class MixtureProcess(TimeVaryingProcess):
             return (prior_mean + update).to(x_t.dtype), c_prev - a * gain * c_prev
         if self.basis == "identity":
             var = [atom.variance(event) for atom in self.atoms]
-            c_prev = sum(float(self.c[t - 1, j]) * v for j, v in enumerate(var))
-            c_t = sum(float(self.c[t, j]) * v for j, v in enumerate(var))
+            c_prev = cast(torch.Tensor, sum(float(self.c[t - 1, j]) * v for j, v in enumerate(var)))
+            c_t = cast(torch.Tensor, sum(float(self.c[t, j]) * v for j, v in enumerate(var)))
             gain = a * c_prev / c_t
             mean = prior_mean + gain * residual
             return mean.to(x_t.dtype), c_prev - a * gain * c_prev
