@@ -209,3 +209,15 @@ def test_device_tables_follow_the_dtype():
     single = pink.sample((2, 1, 8, 8), dtype=torch.float32)
     double = pink.sample((2, 1, 8, 8), dtype=F64)
     assert single.dtype == torch.float32 and double.dtype == F64
+
+
+def test_sum_has_unit_variance_by_default_and_the_raw_sum_on_request():
+    parts = [get_noise("offset", strength=0.5), get_noise("pink")]
+    unit, raw = get_noise("sum", parts=parts), get_noise("sum", parts=parts, normalize=False)
+    event = (3, 8, 8)
+    torch.testing.assert_close(unit.variance(event), torch.ones(event, dtype=torch.float64))
+    torch.testing.assert_close(raw.covariance(event), 2 * unit.covariance(event))
+    white = torch.randn(unit.white_shape((5, *event)), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(
+        raw.apply(white, (5, *event)), 2**0.5 * unit.apply(white, (5, *event)), rtol=1e-5, atol=1e-6
+    )

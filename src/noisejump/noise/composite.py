@@ -17,18 +17,23 @@ from .frames import _Frames
 
 
 class Sum(NoiseFamily):
-    """The sum of independent noises: covariances add (no normalisation).
+    """The sum of independent noises: covariances add, S = c^2 sum_k S_k.
 
+    With ``normalize`` (the default) c = 1 / sqrt(mean_i sum_k (S_k)_ii), so the mean
+    marginal variance is 1 (every element's, when the parts have uniform variance, as the
+    normalised families do); ``normalize=False`` keeps c = 1, the raw sum.
     White shape: (B, sum_k m_k), each part's white noise flattened (m_k per sample).
     """
 
     name = "sum"
 
-    def __init__(self, parts: Sequence[NoiseFamily]) -> None:
+    def __init__(self, parts: Sequence[NoiseFamily], normalize: bool = True) -> None:
         parts = list(parts)
         if len(parts) < 2 or not all(isinstance(p, NoiseFamily) for p in parts):
             raise ValueError(f"sum: needs at least two noise families, got {parts!r}")
         self.parts = parts
+        self.normalize = bool(normalize)
+        self._scales: dict[tuple[int, ...], float] = {}
         bases = {p.eigenbasis for p in parts}
         self.eigenbasis = bases.pop() if len(bases) == 1 and None not in bases else None
         self.cost = " + ".join(dict.fromkeys(p.cost for p in parts))
@@ -50,19 +55,30 @@ class Sum(NoiseFamily):
         total: Any = 0  # 0, then a tensor
         for part, chunk in zip(self.parts, chunks, strict=True):
             total = total + part.apply(chunk.reshape(part.white_shape(tuple(shape))), shape)
-        return total
+        return total * self._scale(tuple(shape[1:]))
+
+    def _scale(self, event_shape: tuple[int, ...]) -> float:
+        """c, from the parts' analytic variances (cached per event shape)."""
+        if not self.normalize:
+            return 1.0
+        if event_shape not in self._scales:
+            raw = sum(float(part.variance(event_shape).mean()) for part in self.parts)
+            self._scales[event_shape] = raw**-0.5
+        return self._scales[event_shape]
 
     def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        return cast(torch.Tensor, sum(part.covariance(event_shape) for part in self.parts))
+        raw = cast(torch.Tensor, sum(part.covariance(event_shape) for part in self.parts))
+        return raw * self._scale(tuple(event_shape)) ** 2
 
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        return cast(torch.Tensor, sum(part.variance(event_shape) for part in self.parts))
+        raw = cast(torch.Tensor, sum(part.variance(event_shape) for part in self.parts))
+        return raw * self._scale(tuple(event_shape)) ** 2
 
     def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         return sum(part.apply_ops(event_shape) for part in self.parts)
 
     def __repr__(self) -> str:
-        return f"Sum({self.parts!r})"
+        return f"Sum({self.parts!r}, normalize={self.normalize})"
 
 
 class Kronecker(NoiseFamily):

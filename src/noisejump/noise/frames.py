@@ -51,8 +51,10 @@ class _Frames(NoiseFamily):
 
 
 class FramesMixed(_Frames):
-    """Shared plus independent noise across frames. White shape: one extra frame (the
-    shared e_shared is the last frame along the axis)."""
+    """Shared plus independent noise across frames (PYoCo, Ge et al. 2023, arXiv 2305.10474):
+    e_i = rho e_shared + sqrt(1 - rho^2) e_ind,i, so rho is the mixing coefficient and the
+    correlation of two frames is rho^2 (PYoCo's rho^2 = a^2 / (1 + a^2)). White shape: one
+    extra frame (the shared e_shared is the last frame along the axis)."""
 
     name = "frames-mixed"
 
