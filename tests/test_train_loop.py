@@ -56,17 +56,20 @@ def test_resume_equals_uninterrupted_run(tmp_path):
             assert torch.equal(tensor, split[part][name]), (part, name)
 
 
-def test_kill_9_right_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
+def kill_9_then_resume(tmp_path, hook: str, step: int, check_killed) -> None:
+    """Train with the test hook ``hook`` killing the run at checkpoint ``step``, run
+    ``check_killed(run_dir)`` on what the kill left, resume, and compare the losses with an
+    uninterrupted run."""
     config = tiny_config(steps=8, checkpoint_every=4)
     train(config, tmp_path / "whole", progress=False)
     command = [sys.executable, "-m", "noisejump", "train", str(tmp_path / "killed"), "--quiet"]
-    env = {**SUBPROCESS_ENV, checkpoint.KILL_AFTER_ENV: "4"}
+    env = {**SUBPROCESS_ENV, hook: str(step)}
     killed = subprocess.run(command + cli_args(config), env=env, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr
     assert [p.name for p in checkpoint.complete_checkpoints(tmp_path / "killed")] == [
         "step-00000004"
     ]
-    assert not (tmp_path / "killed" / "losses.json").exists()
+    check_killed(tmp_path / "killed")
     resumed = subprocess.run(
         command + cli_args(config) + ["--resume"],
         env=SUBPROCESS_ENV,
@@ -75,28 +78,22 @@ def test_kill_9_right_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
+
+
+def test_kill_9_right_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
+    def no_losses_yet(run_dir):
+        assert not (run_dir / "losses.json").exists()
+
+    kill_9_then_resume(tmp_path, checkpoint.KILL_AFTER_ENV, 4, no_losses_yet)
 
 
 def test_kill_9_during_a_checkpoint_write_keeps_the_earlier_one(tmp_path):
-    config = tiny_config(steps=8, checkpoint_every=4)
-    train(config, tmp_path / "whole", progress=False)
-    command = [sys.executable, "-m", "noisejump", "train", str(tmp_path / "killed"), "--quiet"]
-    env = {**SUBPROCESS_ENV, checkpoint.KILL_DURING_ENV: "8"}
-    killed = subprocess.run(command + cli_args(config), env=env, capture_output=True, text=True)
-    assert killed.returncode == -9, killed.stderr
+    def half_written_is_temporary(run_dir):
+        root = checkpoint.checkpoint_dir(run_dir)
+        assert list(root.glob(".tmp-step-00000008-*")), "the half-written checkpoint is a .tmp-*"
+
+    kill_9_then_resume(tmp_path, checkpoint.KILL_DURING_ENV, 8, half_written_is_temporary)
     root = checkpoint.checkpoint_dir(tmp_path / "killed")
-    assert [p.name for p in checkpoint.complete_checkpoints(tmp_path / "killed")] == [
-        "step-00000004"
-    ]
-    assert list(root.glob(".tmp-step-00000008-*")), "the half-written checkpoint is a .tmp-*"
-    resumed = subprocess.run(
-        command + cli_args(config) + ["--resume"],
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
     assert not list(root.glob(".tmp-*")), "the next save removes the stale temporary"
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-import numpy as np
 import torch
 
 from . import per_element
@@ -34,7 +33,7 @@ from .noise import NoiseFamily, get_noise
 from .noise.isotropic import Isotropic
 from .plan import Plan, check_path, is_per_element, plan_fixed_covariance
 from .rng import keyed_normal
-from .schedules import ScheduleLike
+from .schedules import ScheduleLike, _from_numpy
 
 __all__ = ["ForwardProcess", "PREDICTIONS"]
 
@@ -569,13 +568,12 @@ def _check_noise(noise: torch.Tensor, x: torch.Tensor) -> None:
 
 
 def _int_list(steps: Any, name: str) -> list[int]:
-    if isinstance(steps, np.ndarray):
-        steps = torch.from_numpy(steps)
+    steps = _from_numpy(steps)
     if isinstance(steps, torch.Tensor):
         if steps.dtype.is_floating_point or steps.dtype == torch.bool or steps.dim() != 1:
             raise TypeError(f"{name} must be a 1-D sequence of integers")
         steps = steps.tolist()
-    steps = [k.item() if isinstance(k, np.integer) else k for k in steps]
+    steps = [_from_numpy(k) for k in steps]
     if not steps or not all(isinstance(k, int) and not isinstance(k, bool) for k in steps):
         raise TypeError(f"{name} must be a non-empty sequence of ints, got {steps!r}")
     return steps

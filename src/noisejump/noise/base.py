@@ -71,10 +71,8 @@ class NoiseFamily:
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
-        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Structured noise L e of ``shape`` (batch first). ``out`` is a hint a family may
-        write into (the chain reuses one buffer per step); always use the return value."""
+        """Structured noise L e of ``shape`` (batch first)."""
         shape = tuple(shape)
         self.check_shape(shape[1:])
         white = torch.randn(

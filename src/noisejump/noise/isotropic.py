@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from .base import F64, NoiseFamily, event_size
@@ -21,19 +19,6 @@ class Isotropic(NoiseFamily):
 
     def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         return white
-
-    def sample(
-        self,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-        out: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if out is not None:
-            return torch.randn(tuple(shape), generator=generator, out=out)
-        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
     def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.eye(event_size(event_shape), dtype=F64)

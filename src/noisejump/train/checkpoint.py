@@ -87,8 +87,11 @@ def save(
 def complete_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (``.tmp-*`` directories are ignored)."""
     root = checkpoint_dir(run_dir)
-    if not root.is_dir():
-        return []
+    return _complete_in(root) if root.is_dir() else []
+
+
+def _complete_in(root: Path) -> list[Path]:
+    """The ``step-*`` directories of ``root`` that hold a ``state.json``, oldest first."""
     found = [p for p in root.glob("step-*") if (p / "state.json").is_file()]
     return sorted(found, key=lambda p: p.name)
 
@@ -164,9 +167,7 @@ def _prune(root: Path, keep: int) -> None:
     leaves a half-deleted directory that looks complete."""
     for stale in (*root.glob(".tmp-step-*"), *root.glob(".trash-step-*")):
         shutil.rmtree(stale, ignore_errors=True)
-    found = sorted(
-        (p for p in root.glob("step-*") if (p / "state.json").is_file()), key=lambda p: p.name
-    )
+    found = _complete_in(root)
     for old in found[: max(0, len(found) - keep)]:
         trash = root / f".trash-{old.name}"
         os.rename(old, trash)
