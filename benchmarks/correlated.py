@@ -2,7 +2,7 @@
 
     python benchmarks/correlated.py [--batch 16] [--shape 3 64 64] [--t 500] [--repeats 7]
 
-Times are medians (``noisejump.benchmark.median_time``) measured in one run, so the ratios
+Times are medians (``noisejump.bench.timing.median_time``) measured in one run, so the ratios
 compare like with like. Targets (issue 3, 16 x 3 x 64 x 64 float32, t = 500): pink closed
 form >= 100x faster than its chain and <= 4x the isotropic closed form; blurring closed
 form >= 100x faster than its chain.
@@ -16,7 +16,7 @@ import json
 import torch
 
 import noisejump as nj
-from noisejump.benchmark import median_time
+from noisejump.bench.timing import median_time
 from noisejump.processes import BlurringProcess
 
 

@@ -28,7 +28,7 @@ timeout 75 python benchmarks/noising.py --device cuda --shapes 256x3x256x256 256
     --dtypes float32 bfloat16 --repeats 20 --no-compile --json > "$out/noising.json" || status=1
 python - "$out" <<'PY' | tee "$out/noising.txt"
 import json, sys
-from noisejump.benchmark_noising import NoisingReport, NoisingRow
+from noisejump.bench.noising import NoisingReport, NoisingRow
 for name in ("noising_compile.json", "noising.json"):
     try:
         reports = json.load(open(f"{sys.argv[1]}/{name}"))

@@ -4,7 +4,7 @@
     python benchmarks/noising.py --device cuda --shapes 256x3x256x256 256x4x64x64 \\
         --dtypes float32 bfloat16 --json
 
-The measurements are ``noisejump.benchmark_noising.noising`` (``noisejump bench --suite
+The measurements are ``noisejump.bench.noising.noising`` (``noisejump bench --suite
 noising`` runs one shape and dtype).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from noisejump.benchmark_noising import noising
+from noisejump.bench.noising import noising
 from noisejump.commands._types import DTYPES, device, positive_int
 
 

@@ -19,10 +19,10 @@ import time
 
 import torch
 
+from noisejump.objective import TimestepSampler, keyed_uniform
 from noisejump.train import data
 from noisejump.train.config import TrainConfig
-from noisejump.train.keyed import keyed_uniform, sample_keys
-from noisejump.train.timesteps import TimestepSampler
+from noisejump.train.keyed import sample_keys
 
 
 def median_seconds(function, repeats: int) -> float:

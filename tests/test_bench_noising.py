@@ -5,7 +5,7 @@ import json
 import torch
 
 from noisejump import cli
-from noisejump.benchmark_noising import noising
+from noisejump.bench.noising import noising
 
 
 def test_noising_report_has_every_variant_and_consistent_ratios():

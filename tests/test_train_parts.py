@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from noisejump import stats
+from noisejump.objective import TimestepSampler, keyed_uniform, loss_weights, min_snr_weight
+from noisejump.objective.samplers import IMPORTANCE_HISTORY
 from noisejump.train import data
-from noisejump.train.keyed import keyed_uniform, sample_keys
-from noisejump.train.objective import loss_weights, min_snr_weight
-from noisejump.train.timesteps import IMPORTANCE_HISTORY, TimestepSampler
+from noisejump.train.keyed import sample_keys
 from noisejump.train.unet import UNet
 
 ALPHA = 1e-3  # false-alarm rate of each statistical check

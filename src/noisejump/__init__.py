@@ -4,9 +4,14 @@ x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) e (Ho et al. 2020, eq. 4), for isotropi
 correlated Gaussian noise, tested against its own step-by-step chain.
 """
 
-from .plan import Plan
-from .process import PREDICTIONS, ForwardProcess
-from .processes import BlurringProcess, LinearGaussianChain, MixtureProcess
+from .processes import (
+    PREDICTIONS,
+    BlurringProcess,
+    ForwardProcess,
+    LinearGaussianChain,
+    MixtureProcess,
+    Plan,
+)
 from .schedules import Schedule, get_schedule, schedule_names
 from .verify import verify
 

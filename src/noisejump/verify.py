@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import stats
-from .process import ForwardProcess
+from .processes import ForwardProcess
 
 if TYPE_CHECKING:
     from .processes import TimeVaryingProcess

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import benchmark, benchmark_noising
+from ..bench import chain, noising
 from ..schedules import schedule_names
 from ._types import DTYPES, device, positive_int, step
 
@@ -50,7 +50,7 @@ def add_parser(subparsers) -> None:
         "--steps",
         type=step,
         nargs="+",
-        default=list(benchmark.DEFAULT_STEPS),
+        default=list(chain.DEFAULT_STEPS),
         metavar="T",
         help="steps t to time (default: 1 10 100 500 999; chain suite only)",
     )
@@ -75,7 +75,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     if args.suite == "noising":
-        report = benchmark_noising.noising(
+        report = noising.noising(
             (args.batch, *args.shape),
             DTYPES[args.dtype],
             device=args.device,
@@ -85,7 +85,7 @@ def run(args) -> int:
         )
         print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
         return 0
-    chain_report = benchmark.chain_vs_closed(
+    chain_report = chain.chain_vs_closed(
         (args.batch, *args.shape),
         args.steps,
         device=args.device,

@@ -10,11 +10,9 @@ from ._types import non_negative_int, positive_float, positive_int
 
 def add_parser(subparsers) -> None:
     from ..noise import without_arguments
-    from ..process import PREDICTIONS
+    from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS
     from ..schedules import schedule_names
     from ..train.config import TrainConfig
-    from ..train.objective import WEIGHTINGS
-    from ..train.timesteps import SAMPLERS
 
     d = TrainConfig()
     p = subparsers.add_parser(

@@ -8,8 +8,7 @@ import torch
 
 from ..noise import available
 from ..noise.examples import EXAMPLES
-from ..process import ForwardProcess
-from ..processes import BlurringProcess, MixtureProcess
+from ..processes import BlurringProcess, ForwardProcess, MixtureProcess
 from ..schedules import get_schedule, schedule_names
 from ..verify import verify
 from ._types import positive_int, step

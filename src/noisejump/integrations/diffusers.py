@@ -29,10 +29,9 @@ from typing import Any
 
 import torch
 
-from ..continuous import FlowMatching
-from ..process import ForwardProcess
-from ..schedules import Schedule, get_schedule, schedule_names
-from ..sigmas import DiscreteSigmas
+from ..processes import ForwardProcess
+from ..schedules import DiscreteSigmas, Schedule, get_schedule, schedule_names
+from ..schedules.continuous import FlowMatching
 
 __all__ = ["SUPPORTED", "DiffusersAdapter", "from_diffusers"]
 
@@ -71,7 +70,7 @@ def from_diffusers(scheduler_or_config: Any) -> ForwardProcess:
             names its class in ``_class_name`` (scheduler_config.json, ``load_config``).
     Returns:
         a :class:`~noisejump.ForwardProcess` over a float64 :class:`~noisejump.Schedule`
-        ("vp" schedulers), its :class:`~noisejump.sigmas.DiscreteSigmas` view ("sigma"),
+        ("vp" schedulers), its :class:`~noisejump.schedules.DiscreteSigmas` view ("sigma"),
         or :class:`~noisejump.continuous.FlowMatching` ("flow"; the config's static shift
         becomes the shift of ``sample_t``).
     Raises:

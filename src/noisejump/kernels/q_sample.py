@@ -3,7 +3,7 @@
 ``q_sample_keyed`` is the public launcher (a torch custom op, ``noisejump::q_sample_keyed``,
 with its backward for x0, so it works under ``torch.compile`` and in CUDA graphs); it runs
 the Triton kernel (``_q_sample_triton``) or ``q_sample_reference`` (plain torch, the same
-keyed stream) as ``dispatch`` decides. Notation as in ``noisejump.process``: signal_t =
+keyed stream) as ``dispatch`` decides. Notation as in ``noisejump.processes.forward``: signal_t =
 sqrt(abar_t), sigma_t = sqrt(1 - abar_t) (Ho et al. 2020, eq. 4); s is the per-element
 noise scale of a diagonal family (sqrt of its variance; 1 for isotropic noise); z is the
 keyed white noise of ``noisejump.rng``.

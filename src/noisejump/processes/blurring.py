@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from ..plan import Plan
 from ..schedules import Schedule
-from .base import F64, TimeVaryingProcess
+from .plan import Plan
+from .time_varying import F64, TimeVaryingProcess
 
 
 def dct_matrix(n: int) -> torch.Tensor:

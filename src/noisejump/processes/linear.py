@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..plan import Plan
-from .base import F64, TimeVaryingProcess
+from .plan import Plan
+from .time_varying import F64, TimeVaryingProcess
 
 MAX_DENSE_D = 1024
 MAX_DENSE_BYTES = 2**30

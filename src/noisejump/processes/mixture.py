@@ -22,9 +22,9 @@ from typing import Any, cast
 import torch
 
 from ..noise import NoiseFamily, Stationary, Sum
-from ..plan import Plan
 from ..schedules import Schedule
-from .base import F64, TimeVaryingProcess
+from .plan import Plan
+from .time_varying import F64, TimeVaryingProcess
 
 MAX_DENSE_D = 2048
 

@@ -3,9 +3,7 @@
 One concept per module:
 
     data         built-in data sets (digits, photos, folder:PATH) and the keyed data order
-    keyed        per-sample random draws keyed by (seed, global sample index, step, stream)
-    timesteps    timestep samplers: uniform, stratified, logit-normal, loss-aware importance
-    objective    prediction targets and min-SNR-gamma loss weights
+    keyed        per-sample keys (global sample index, step) of the run's keyed draws
     unet         a small U-Net (timestep embedding, residual blocks, low-resolution attention)
     checkpoint   atomic safetensors + JSON checkpoints
     distributed  torchrun / DDP set-up
@@ -14,6 +12,7 @@ One concept per module:
     evaluate     Frechet distance, memorisation and classifier checks for digits models
     pictures     PNG grids and plots
 
+Timestep samplers, prediction targets and loss weights live in ``noisejump.objective``.
 Heavy optional imports (scikit-learn, Pillow, matplotlib) happen inside functions, so
 ``import noisejump`` stays light.
 """

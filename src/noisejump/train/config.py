@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass, fields
 
 from ..noise import available as noise_names
 from ..noise import get_noise
-from ..process import PREDICTIONS, ForwardProcess
+from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS, check_prediction
+from ..processes import ForwardProcess
 from ..schedules import get_schedule, schedule_names
-from .objective import WEIGHTINGS, check_prediction
-from .timesteps import SAMPLERS
 from .unet import UNet
 
 

@@ -8,25 +8,15 @@ what the uninterrupted run drew.
     keys     (B, 2) int64: (global sample index, step), the per-sample key of
              ``noisejump.rng`` (two 32-bit words)
     noise    ``process.q_sample(x0, t, seed=seed, keys=keys)``: Philox stream 0
-    u        the timestep sampler's uniform: u = Phi(z), z the keyed normal of stream 1
-             (Phi the standard normal CDF, so u ~ U(0, 1))
+    u        the timestep sampler's uniform (``noisejump.objective.samplers.keyed_uniform``):
+             stream 1
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..rng import keyed_normal
-
-TIMESTEP_STREAM = 1
-
 
 def sample_keys(indices: torch.Tensor, step: int) -> torch.Tensor:
     """(B, 2) int64 keys (global sample index, step) for ``indices`` (B,) at ``step``."""
     return torch.stack([indices.to(torch.int64), torch.full_like(indices, step)], dim=1)
-
-
-def keyed_uniform(seed: int, keys: torch.Tensor) -> torch.Tensor:
-    """u ~ U(0, 1) per sample, float64 (B,), from the keyed normal of ``TIMESTEP_STREAM``."""
-    z = keyed_normal((len(keys), 1), seed=seed, keys=keys, stream=TIMESTEP_STREAM)
-    return torch.special.ndtr(z[:, 0].to(torch.float64))

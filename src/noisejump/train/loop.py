@@ -26,11 +26,10 @@ from pathlib import Path
 
 import torch
 
+from ..objective import TimestepSampler, keyed_uniform, loss_weights, target
 from . import checkpoint, data, distributed
 from .config import TrainConfig, check_resume_config
-from .keyed import keyed_uniform, sample_keys
-from .objective import loss_weights, target
-from .timesteps import TimestepSampler
+from .keyed import sample_keys
 
 
 def train(config: TrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..process import ForwardProcess
+from ..processes import ForwardProcess
 from . import checkpoint
 from .config import TrainConfig
 

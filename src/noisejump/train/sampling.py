@@ -1,6 +1,6 @@
 """Samplers for a trained model f(x_t, t): ancestral DDPM and deterministic DDIM.
 
-Notation as in ``schedules.py``: signal_k = sqrt(abar_k), sigma_k = sqrt(1 - abar_k);
+Notation as in ``noisejump.schedules``: signal_k = sqrt(abar_k), sigma_k = sqrt(1 - abar_k);
 x0_hat = predict_x0(x_k, f(x_k, k)), clipped to the data range [-1, 1].
 
     ddpm  x_{k-1} ~ q(x_{k-1} | x_k, x0_hat): the exact posterior of the forward process,

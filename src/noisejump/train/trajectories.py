@@ -15,7 +15,7 @@ import importlib
 import torch
 
 from .. import noise as noise_families
-from ..process import ForwardProcess
+from ..processes import ForwardProcess
 from ..schedules import get_schedule
 
 

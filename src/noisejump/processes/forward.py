@@ -1,6 +1,6 @@
 """ForwardProcess: the exact jump, the chain it replaces, the posterior and the targets.
 
-Notation (see ``schedules.py``): x_t = signal_t x0 + sigma_t e, e ~ N(0, S), with
+Notation (see ``noisejump.schedules.discrete``): x_t = signal_t x0 + sigma_t e, e ~ N(0, S), with
 signal_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t) (Ho et al. 2020, arXiv 2006.11239,
 eq. 4). Between steps s < t: x_t = alpha_{t|s} x_s + sigma_{t|s} e (Kingma et al. 2021,
 VDM, arXiv 2107.00630, eq. 19). Code step k is mathematical step k + 1; step -1 is x0.
@@ -27,13 +27,13 @@ from typing import Any, cast
 
 import torch
 
+from ..kernels import fused_noise_scale, q_sample_keyed
+from ..noise import NoiseFamily, get_noise
+from ..noise.isotropic import Isotropic
+from ..rng import keyed_normal
+from ..schedules.discrete import ScheduleLike, _from_numpy
 from . import per_element
-from .kernels import fused_noise_scale, q_sample_keyed
-from .noise import NoiseFamily, get_noise
-from .noise.isotropic import Isotropic
 from .plan import Plan, check_path, is_per_element, plan_fixed_covariance
-from .rng import keyed_normal
-from .schedules import ScheduleLike, _from_numpy
 
 __all__ = ["ForwardProcess", "PREDICTIONS"]
 

@@ -7,7 +7,7 @@ an eager torch closed form, torch.compile of it (optional), noisejump's keyed no
 noisejump's keyed q_sample (fused on CUDA) with and without storing e (and the fast
 transcendentals on CUDA), the training path (noise plus loss, forward and backward)
 regenerating e against fused noise plus F.mse_loss, and the chain to t = 500.
-Times are medians (``benchmark.median_time``) per call; on CUDA each timed run makes 10
+Times are medians (``bench.timing.median_time``) per call; on CUDA each timed run makes 10
 calls before synchronising. Ratios come from the same run.
 """
 
@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .benchmark import median_time, synchronize
-from .kernels import q_sample_keyed
-from .loss import keyed_mse, keyed_x_t
-from .process import ForwardProcess
-from .rng import keyed_normal
-from .schedules import get_schedule
+from ..kernels import q_sample_keyed
+from ..objective.loss import keyed_mse, keyed_x_t
+from ..processes import ForwardProcess
+from ..rng import keyed_normal
+from ..schedules import get_schedule
+from .timing import median_time, synchronize
 
 CHAIN_STEP = 500
 CALLS_PER_RUN = 10  # CUDA only (see noising)

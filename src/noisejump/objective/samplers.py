@@ -9,6 +9,9 @@
                   mixed with 1 % uniform, loss weight 1 / (T p_t); uniform until every t
                   has 10 losses (Nichol & Dhariwal 2021, arXiv 2102.09672, section 3.3)
 
+The uniform u of a sample is keyed (``keyed_uniform``): u = Phi(z) with z the keyed normal of
+stream ``TIMESTEP_STREAM`` (Phi the standard normal CDF, so u ~ U(0, 1)).
+
 ``sample`` returns (t, weight): the weight is 1 except for importance sampling, which keeps
 the loss unbiased. Only the importance sampler has state (``state_dict``), updated with the
 whole global batch so it stays identical on every rank.
@@ -20,11 +23,17 @@ import math
 
 import torch
 
+from ..rng import keyed_normal
+
 SAMPLERS = ("uniform", "stratified", "logit_normal", "importance")
 
 
 class TimestepSampler:
-    def __init__(self, name: str, num_steps: int, *, logit_mean=0.0, logit_std=1.0):
+    """A timestep sampler over the T steps of a discrete schedule (module docstring)."""
+
+    def __init__(
+        self, name: str, num_steps: int, *, logit_mean: float = 0.0, logit_std: float = 1.0
+    ) -> None:
         if name not in SAMPLERS:
             raise ValueError(f"timestep sampler must be one of {SAMPLERS}, got {name!r}")
         self.name = name
@@ -33,7 +42,9 @@ class TimestepSampler:
         self.history = torch.zeros(num_steps, IMPORTANCE_HISTORY, dtype=torch.float64)
         self.counts = torch.zeros(num_steps, dtype=torch.int64)
 
-    def sample(self, u: torch.Tensor, positions: torch.Tensor, global_batch: int):
+    def sample(
+        self, u: torch.Tensor, positions: torch.Tensor, global_batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(t int64 (B,), weight float32 (B,)) from uniforms ``u`` (float64 (B,)) and the
         samples' ``positions`` in the global batch."""
         T = self.num_steps
@@ -78,5 +89,12 @@ class TimestepSampler:
         self.counts = state["counts"].to(torch.int64).clone()
 
 
+def keyed_uniform(seed: int, keys: torch.Tensor) -> torch.Tensor:
+    """u ~ U(0, 1) per sample, float64 (B,), from the keyed normal of ``TIMESTEP_STREAM``."""
+    z = keyed_normal((len(keys), 1), seed=seed, keys=keys, stream=TIMESTEP_STREAM)
+    return torch.special.ndtr(z[:, 0].to(torch.float64))
+
+
+TIMESTEP_STREAM = 1
 IMPORTANCE_HISTORY = 10
 IMPORTANCE_UNIFORM = 0.01

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from ..plan import Plan, check_path
-from ..process import _check_pair, _check_sample, _compute_dtype, _int_list
-from ..schedules import _from_numpy
+from ..schedules.discrete import _from_numpy
+from .forward import _check_pair, _check_sample, _compute_dtype, _int_list
+from .plan import Plan, check_path
 
 F64 = torch.float64
 

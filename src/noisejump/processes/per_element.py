@@ -16,8 +16,12 @@ mean = m_s + S_st S_tt^-1 (x_t - m_t), cov = S_ss - S_st S_tt^-1 S_ts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
+
+from ..noise import NoiseFamily
 
 F64 = torch.float64
 MAX_DENSE_D = 2048
@@ -31,13 +35,19 @@ def kernel(log_abar_a: torch.Tensor, log_abar_b: torch.Tensor) -> torch.Tensor:
     return torch.exp(-gap / 2) * -torch.expm1(torch.maximum(la, lb))
 
 
-def log_alphas_cumprod(schedule, steps: torch.Tensor) -> torch.Tensor:
+def log_alphas_cumprod(schedule: Any, steps: torch.Tensor) -> torch.Tensor:
     """log abar at code steps (-1 is the data: 0), float64 on the CPU."""
     table = schedule.table("log_alphas_cumprod_x0", "cpu")
     return table[steps.long().cpu() + 1]
 
 
-def increments(schedule, noise, x0, t, draw):
+def increments(
+    schedule: Any,
+    noise: NoiseFamily,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    draw: Callable[[int], torch.Tensor],
+) -> torch.Tensor:
     """Per-element steps with correlated noise, sampled exactly: for the sorted distinct step
     values u_1 < ... < u_m (u_0 = -1), z_j = alpha_(u_j|u_(j-1)) z_(j-1) +
     sigma_(u_j|u_(j-1)) L e_j, and element i takes signal_(t_i) x0_i + z_j[i] where
@@ -58,7 +68,9 @@ def increments(schedule, noise, x0, t, draw):
     return signal * x0.to(cd) + noise_part
 
 
-def posterior(schedule, noise, x0, x_t, s, t):
+def posterior(
+    schedule: Any, noise: NoiseFamily, x0: torch.Tensor, x_t: torch.Tensor, s: Any, t: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and dense covariance of q(x_s | x_t, x0) with per-element steps s < t.
 
     Returns (mean of x_t's shape and dtype, cov (B, d, d) float64, one per sample).

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .schedules import Schedule
+from .discrete import Schedule
 
 F64 = torch.float64
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from .noise import NoiseFamily
+    from ..noise import NoiseFamily
 
 PATHS = ("closed", "increments", "per-mode", "mixture", "dense", "chain")
 

@@ -2,7 +2,7 @@
 
 A continuous-time Gaussian process has q(x_t | x0) = N(signal(t) x0, sigma(t)^2 S) for a
 float time t per sample. ``ForwardProcess`` asks a schedule for three things (see
-``schedules.py``): ``steps`` (validate and place t), ``marginal`` (signal_t, sigma_t) and
+``noisejump.schedules``): ``steps`` (validate and place t), ``marginal`` (signal_t, sigma_t) and
 ``transition`` (alpha_{t|s}, sigma^2_{t|s}). Here they derive from one function per
 schedule, ``log_signal_sigma(t)`` in float64, so each schedule is a few lines of formula.
 

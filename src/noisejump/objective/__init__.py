@@ -1,0 +1,30 @@
+"""The training objective around the noisy state: timestep samplers, prediction targets,
+loss weightings and the keyed losses.
+
+    samplers    timestep samplers (uniform, stratified, logit-normal, importance), keyed
+    targets     what the model predicts: epsilon, v or the sample
+    weighting   per-sample loss weights (min-SNR-gamma), finite at zero terminal SNR
+    loss        ``keyed_mse`` and ``keyed_x_t``: losses that regenerate e from its keys
+                (also importable as ``noisejump.loss``)
+"""
+
+from .loss import LOSS_PREDICTIONS, keyed_mse, keyed_x_t, min_snr_weights
+from .samplers import SAMPLERS, TimestepSampler, keyed_uniform
+from .targets import PREDICTIONS, check_prediction, target
+from .weighting import WEIGHTINGS, loss_weights, min_snr_weight
+
+__all__ = [
+    "LOSS_PREDICTIONS",
+    "PREDICTIONS",
+    "SAMPLERS",
+    "WEIGHTINGS",
+    "TimestepSampler",
+    "check_prediction",
+    "keyed_mse",
+    "keyed_uniform",
+    "keyed_x_t",
+    "loss_weights",
+    "min_snr_weight",
+    "min_snr_weights",
+    "target",
+]

@@ -1,0 +1,231 @@
+"""Training losses that regenerate the noise from its keys: training needs no e tensor.
+
+    loss = (1 / B) sum_b w_b (1 / d) sum_n (pred_bn - target_bn)^2
+
+target = e for epsilon prediction (Ho et al. 2020, eq. 14), v = signal_t e - sigma_t x0 for
+v prediction (Salimans & Ho 2022, arXiv 2202.00512, section 4); e is the keyed noise that
+``q_sample(x0, t, seed=S, keys=K)`` returned, recomputed from (S, K). Min-SNR-gamma
+weights (``noisejump.objective.weighting``; Hang et al. 2023, arXiv 2303.09556, eq. 4 and
+section 3.4): epsilon min(1, gamma / SNR_t), v min(SNR_t, gamma) / (SNR_t + 1),
+SNR_t = abar_t / (1 - abar_t); finite at zero terminal SNR (SNR = 0 gives weight 1 and 0).
+
+For isotropic and diagonal noise the forward pass is one fused pass (Triton on CUDA,
+``noisejump.kernels``) that writes the gradient 2 w_b (pred - target) / (B d); the backward
+only scales it. The target is a constant: no gradient flows into x0 through v.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..kernels.mse import keyed_mse_fused
+from ..kernels.q_sample import diagonal_scale, fused_noise_scale, q_sample_keyed
+from ..rng import key_words, keyed_normal
+from ..schedules import Schedule
+from .weighting import check_gamma, min_snr_weight
+
+if TYPE_CHECKING:
+    from ..processes import ForwardProcess
+
+__all__ = ["keyed_mse", "keyed_x_t", "min_snr_weights", "LOSS_PREDICTIONS"]
+
+LOSS_PREDICTIONS = ("epsilon", "v")
+F64 = torch.float64
+
+
+def min_snr_weights(
+    schedule: Schedule, t: torch.Tensor, gamma: float, prediction: str = "epsilon"
+) -> torch.Tensor:
+    """Min-SNR-gamma weights at steps ``t`` (B,) as float32 (B,): epsilon min(1, gamma/SNR),
+    v min(SNR, gamma) / (SNR + 1) (Hang et al. 2023, section 3.4; ``weighting``). SNR from
+    float64 tables."""
+    if prediction not in LOSS_PREDICTIONS:
+        raise ValueError(f"prediction must be one of {LOSS_PREDICTIONS}, got {prediction!r}")
+    gamma = check_gamma(gamma)
+    signal, sigma = schedule.marginal(t, t.device, F64)
+    return min_snr_weight((signal / sigma) ** 2, gamma, prediction).to(torch.float32)
+
+
+def keyed_x_t(
+    process: ForwardProcess,
+    x0: torch.Tensor,
+    t: Any,
+    *,
+    seed: int,
+    keys: torch.Tensor,
+    fast: bool = False,
+) -> torch.Tensor:
+    """x_t = signal_t x0 + sigma_t e with keyed e, without keeping e: the input of a training
+    step whose loss is :func:`keyed_mse` (which regenerates e from the same seed and keys).
+
+    Equals ``process.q_sample(x0, t, seed=seed, keys=keys)[0]``; where the fused kernel
+    runs (``noisejump.kernels``) it writes x_t only (2 tensors of traffic instead of 3).
+    ``fast``: approximate transcendentals in the GPU kernel (docs/gpu.md).
+    """
+    fused, scale = fused_noise_scale(process.noise, x0)
+    if not fused:
+        return process.q_sample(x0, t, seed=seed, keys=keys)[0]
+    steps = process.schedule.steps(t, x0, validate=process.validate)
+    signal, sigma = process.schedule.marginal(steps, x0.device, torch.float32)
+    x_t, _ = q_sample_keyed(
+        x0, signal, sigma, seed=seed, keys=keys, scale=scale, store_noise=False, fast=fast
+    )
+    return x_t
+
+
+class _KeyedMSE(torch.autograd.Function):
+    """Forward: the fused pass writes the gradient; backward: scales it by d loss."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        pred: torch.Tensor,
+        x0: torch.Tensor,
+        signal: torch.Tensor,
+        sigma: torch.Tensor,
+        scale: Any,
+        weight: torch.Tensor,
+        words: Any,
+        seed: int,
+        stream: int,
+        dtype: torch.dtype,
+        fast: bool,
+    ) -> torch.Tensor:
+        loss, grad = keyed_mse_fused(
+            pred, x0, signal, sigma, scale, weight, words, seed, stream, dtype, fast
+        )
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_loss.to(grad.dtype),) + (None,) * 10
+
+
+def keyed_mse(
+    process: ForwardProcess,
+    model_output: torch.Tensor,
+    t: Any,
+    *,
+    seed: int,
+    keys: torch.Tensor,
+    prediction: str = "epsilon",
+    x0: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    min_snr_gamma: float | None = None,
+    stream: int = 0,
+    fast: bool = False,
+) -> torch.Tensor:
+    """The (weighted) MSE of ``model_output`` against the target of keyed noise.
+
+    Args:
+        process: the ForwardProcess that noised the batch with ``q_sample(x0, t, seed=seed,
+            keys=keys)``.
+        model_output: (B, ...) the model's prediction, x0's shape.
+        t: the steps of the batch (int or (B,) integer tensor).
+        seed, keys, stream: the same as for ``q_sample`` (``noisejump.rng``).
+        prediction: "epsilon" (target e) or "v" (target signal_t e - sigma_t x0).
+        x0: the clean batch: required for "v"; for "epsilon" only its dtype is used (e is
+            rounded to it, as q_sample returns it). Default dtype: model_output's.
+        weights: optional per-sample weights (B,); multiplied by the min-SNR weights when
+            ``min_snr_gamma`` is given too.
+        min_snr_gamma: gamma of min-SNR-gamma weighting, or None.
+        fast: approximate transcendentals in the GPU kernel (docs/gpu.md).
+    Returns:
+        A float32 scalar; with all weights 1 it equals F.mse_loss(model_output, target).
+    """
+    if prediction not in LOSS_PREDICTIONS:
+        raise ValueError(f"prediction must be one of {LOSS_PREDICTIONS}, got {prediction!r}")
+    if not isinstance(model_output, torch.Tensor) or not model_output.dtype.is_floating_point:
+        raise TypeError(f"model_output must be a floating tensor, got {type(model_output)}")
+    if prediction == "v" and x0 is None:
+        raise ValueError("prediction='v' needs x0: its target is signal_t e - sigma_t x0")
+    if x0 is not None and not isinstance(x0, torch.Tensor):
+        raise TypeError(f"x0 must be a tensor or None, got {type(x0).__name__}")
+    if x0 is not None and (x0.shape != model_output.shape or x0.device != model_output.device):
+        raise ValueError(
+            f"x0 must match model_output's shape {tuple(model_output.shape)} and device "
+            f"{model_output.device}, got {tuple(x0.shape)} on {x0.device}"
+        )
+    batch, device = model_output.shape[0], model_output.device
+    (seed_lo, seed_hi), key_a, key_b = key_words(seed, keys, batch, stream)
+    words = torch.stack([key_a, key_b]).to(device)
+    steps = process.schedule.steps(t, model_output, validate=process.validate)
+    steps = torch.as_tensor(steps, device=device).reshape(-1).expand(batch)
+    signal, sigma = process.schedule.marginal(steps, device, torch.float32)
+    weight = _weights(process, steps, weights, min_snr_gamma, prediction, batch, device)
+    noise_dtype = model_output.dtype if x0 is None else x0.dtype
+    v_x0 = x0 if prediction == "v" else None
+    diagonal, scale = diagonal_scale(process.noise, tuple(model_output.shape))
+    if not diagonal:
+        return _general_mse(
+            process, model_output, v_x0, signal, sigma, weight, seed, keys, stream, noise_dtype
+        )
+    if scale is not None:
+        scale = scale.to(device, torch.float32).reshape(-1).contiguous()
+    return _KeyedMSE.apply(
+        model_output,
+        v_x0,
+        signal.contiguous(),
+        sigma.contiguous(),
+        scale,
+        (weight / model_output.numel()).contiguous(),
+        words,
+        seed_lo | seed_hi << 32,
+        stream,
+        noise_dtype,
+        fast,
+    )
+
+
+def _general_mse(
+    process: ForwardProcess,
+    pred: torch.Tensor,
+    x0: torch.Tensor | None,
+    signal: torch.Tensor,
+    sigma: torch.Tensor,
+    weight: torch.Tensor,
+    seed: int,
+    keys: torch.Tensor,
+    stream: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Any noise family (L e from a larger white shape): plain torch autograd; x0 is None
+    for the epsilon target."""
+    batch = pred.shape[0]
+    white = keyed_normal(
+        process.noise.white_shape(tuple(pred.shape)),
+        seed=seed,
+        keys=keys,
+        stream=stream,
+        device=pred.device,
+    )
+    target = process.noise.apply(white).to(dtype).float().reshape(batch, -1)
+    if x0 is not None:  # v = signal e - sigma x0
+        target = signal.reshape(-1, 1) * target - sigma.reshape(-1, 1) * x0.reshape(batch, -1)
+    error = pred.reshape(batch, -1).float() - target
+    return (weight.reshape(-1, 1) * error * error).mean()
+
+
+def _weights(
+    process: ForwardProcess,
+    steps: torch.Tensor,
+    weights: torch.Tensor | None,
+    min_snr_gamma: float | None,
+    prediction: str,
+    batch: int,
+    device: torch.device | str | None,
+) -> torch.Tensor:
+    weight = torch.ones(batch, device=device, dtype=torch.float32)
+    if weights is not None:
+        if not isinstance(weights, torch.Tensor) or not weights.dtype.is_floating_point:
+            raise TypeError(f"weights must be a floating tensor (B,), got {weights!r:.80}")
+        if weights.shape != (batch,):
+            raise ValueError(f"weights must have shape ({batch},), got {tuple(weights.shape)}")
+        weight = weight * weights.to(device, torch.float32)
+    if min_snr_gamma is not None:
+        weight = weight * min_snr_weights(process.schedule, steps, min_snr_gamma, prediction)
+    return weight
