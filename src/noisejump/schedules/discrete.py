@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from ..checks import as_int64, check_device, check_range, host_readable
+
 __all__ = ["Schedule", "get_schedule", "schedule_names"]
 
 F64 = torch.float64
@@ -60,7 +62,7 @@ class Schedule:
             torch.arange(len(betas), dtype=torch.int64) if timesteps is None else timesteps
         )
         self.name = name
-        self._cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+        self._cache: dict[tuple[str, torch.device | str, torch.dtype], torch.Tensor] = {}
 
     # ---- construction -------------------------------------------------------------------
 
@@ -213,10 +215,11 @@ class Schedule:
     ) -> torch.Tensor:
         """A cached copy of an internal table on ``device`` in ``dtype`` (built in float64).
 
-        Names: ``signal``/``sigma`` (length T), ``log_alphas_cumprod_x0`` (length T + 1,
-        entry 0 is step -1, the data), ``sqrt_alphas``/``sqrt_betas`` (one chain step).
+        Names: ``signal``/``sigma`` (length T), ``signal_sigma`` (both, 2 x T),
+        ``log_alphas_cumprod_x0`` (length T + 1, entry 0 is step -1, the data),
+        ``sqrt_alphas``/``sqrt_betas`` (one chain step). Internal: never hand it out.
         """
-        key = (name, torch.device(device), dtype)
+        key = (name, device, dtype)
         cached = self._cache.get(key)
         if cached is None:
             cached = self._float64_table(name).to(device=device, dtype=dtype)
@@ -229,6 +232,8 @@ class Schedule:
             return torch.exp(0.5 * log_abar)
         if name == "sigma":
             return torch.sqrt(-torch.expm1(log_abar))
+        if name == "signal_sigma":
+            return torch.stack([self._float64_table("signal"), self._float64_table("sigma")])
         if name == "log_alphas_cumprod_x0":
             return torch.cat([log_abar.new_zeros(1), log_abar])
         if name == "sqrt_alphas":
@@ -246,11 +251,18 @@ class Schedule:
         shaped (B, 1, ..., 1) for one step per sample, or, for a ``t`` with as many
         dimensions as ``like`` that broadcasts to its shape, that shape (one step per
         element: element i stops after its own t_i steps). ``lowest`` is -1 where the data
-        itself (step -1) is allowed. CPU tensors and ints are range-checked eagerly; CUDA
-        tensors with an asynchronous device-side assert (no host sync), or not at all when
+        itself (step -1) is allowed. Any integer dtype (unsigned included) and NumPy
+        integers are accepted; a tensor of steps lives on ``like``'s device or on the CPU.
+        The range is checked where that costs no device sync and no graph break
+        (``noisejump.checks``): eagerly for ints and CPU tensors, else by an asynchronous
+        assert inside the graph (CUDA tensors, torch.compile), or not at all when
         ``validate`` is False.
         """
         highest = self.num_steps - 1
+        if type(t) is int:  # the common case first: no tensor work at all
+            if not lowest <= t <= highest:
+                raise ValueError(f"{name} must be integers in [{lowest}, {highest}], got {t}")
+            return t
         allowed = f"integers in [{lowest}, {highest}]"
         t = _from_numpy(t)
         if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
@@ -262,9 +274,7 @@ class Schedule:
                 "floating t belongs to a continuous-time process"
             )
         if isinstance(t, int):
-            if not lowest <= t <= highest:
-                raise ValueError(f"{name} must be {allowed}, got {t}")
-            return t
+            return self.steps(t, like, name=name, lowest=lowest)
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
         if t.dim() > 1 and not _broadcasts_per_element(t.shape, like.shape):
@@ -280,24 +290,31 @@ class Schedule:
                     f"{name} has {len(t)} steps but the sample's batch (first dimension) is "
                     f"{batch}; give one step per sample or a single step"
                 )
-        if t.device.type == "cpu":
-            if t.numel() and (t.min() < lowest or t.max() > highest):
-                raise ValueError(
-                    f"{name} must be {allowed}, got values in [{int(t.min())}, {int(t.max())}]"
-                )
-        elif validate:
-            torch._assert_async(((t >= lowest) & (t <= highest)).all(), f"{name} out of range")
-        # non_blocking only towards a device: a device-to-host copy must finish before use.
-        t = t.to(device=like.device, dtype=torch.int64, non_blocking=like.device.type != "cpu")
-        if t.dim() == 1:
+        check_device(t, like.device, name)
+        t = as_int64(t, name, allowed)
+        check_range(t, lowest, highest, name=name, allowed=allowed, validate=validate)
+        if validate and not host_readable(t):
+            # The assert is asynchronous: keep every gather in bounds so that it is the
+            # assert, naming the argument, that reports a bad step.
+            t = t.clamp(lowest, highest)
+        if t.device != like.device:
+            # non_blocking only towards a device: a device-to-host copy must finish first.
+            t = t.to(like.device, non_blocking=like.device.type != "cpu")
+        if t.dim() == 1 and like.dim() > 1:
             t = t.reshape((-1,) + (1,) * (like.dim() - 1))
         return t
 
     def marginal(
         self, t: Any, device: torch.device | str, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 I), gathered at t."""
-        return self.table("signal", device, dtype)[t], self.table("sigma", device, dtype)[t]
+        """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 I), gathered at t.
+
+        Fresh tensors of t's shape (one gather from a cached two-row table): changing them
+        changes nothing else."""
+        pair = self.table("signal_sigma", device, dtype)[:, t]
+        if isinstance(t, int):
+            pair = pair.clone()  # an int index gives a view of the table
+        return pair[0], pair[1]
 
     def transition(
         self, s: Any, t: Any, device: torch.device | str, dtype: torch.dtype = F64
