@@ -247,9 +247,7 @@ def test_add_fresh_noise_for_flow_matching():
     torch.testing.assert_close(x_t, adapter.scale_noise(x0, timesteps, noise))
 
 
-@pytest.mark.parametrize("options", [[], ["--keyed", "--prediction", "v_prediction"]])
-def test_example_trains_a_tiny_unet(options):
-    """examples/train_diffusers_unet.py runs 3 steps and its losses are finite and change."""
+def load_example():
     import importlib.util
     from pathlib import Path
 
@@ -257,9 +255,44 @@ def test_example_trains_a_tiny_unet(options):
     spec = importlib.util.spec_from_file_location("train_diffusers_unet", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    losses = example.main(["--steps", "3", "--batch", "4", *options])
+    return example
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--keyed", "--prediction", "v_prediction"],
+        ["--keyed", "--batch", "2", "--accumulate", "2"],
+    ],
+)
+def test_example_trains_a_tiny_unet(options):
+    """examples/train_diffusers_unet.py runs 3 steps and its losses are finite and change."""
+    losses = load_example().main(["--steps", "3", "--batch", "4", *options])
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
     assert len(set(losses)) == 3
+
+
+def test_example_keys_are_distinct_in_a_step_and_independent_of_accumulation():
+    """The example keys by (data set index, step): with --accumulate 4 every sample of a
+    step has its own key, and each image gets the same noise at a step as with one
+    micro-batch of 32 (the old arange(batch) keys gave the 4 micro-batches equal noise)."""
+    example = load_example()
+    for step in (0, 7, 8, 100):  # 8 steps of 32 make an epoch of 256: 8 starts the next
+        split = example.micro_batch_keys(step, batch=8, accumulate=4, seed=0)
+        (whole,) = example.micro_batch_keys(step, batch=32, accumulate=1, seed=0)
+        assert len(split) == 4 and torch.equal(torch.cat(split), whole)
+        assert len(set(whole[:, 0].tolist())) == 32 and set(whole[:, 1].tolist()) == {step}
+        adapter = DiffusersAdapter(diffusers.DDPMScheduler())
+        x0 = torch.zeros(8, 1, 8, 8)
+        t = torch.full((8,), 999)
+        noise = [adapter.add_fresh_noise(x0, t, seed=0, keys=k)[1] for k in split]
+        assert torch.equal(
+            torch.cat(noise),
+            adapter.add_fresh_noise(
+                torch.zeros(32, 1, 8, 8), torch.full((32,), 999), seed=0, keys=whole
+            )[1],
+        )
 
 
 def test_sigma_view_chain_matches_its_closed_form():
