@@ -66,7 +66,7 @@ def spaced_steps(
         return _sections(num_steps, count)
     n = _integer(count, "count")
     if not 1 <= n <= num_steps:
-        raise ValueError(f"respace: count must be in [1, {num_steps}], got {n}")
+        raise ValueError(f"count must be in [1, {num_steps}], got {n}")
     T = num_steps
     if spacing == "linspace":
         kept = np.linspace(0, T - 1, n).round()
