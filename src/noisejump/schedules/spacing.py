@@ -51,6 +51,7 @@ def spaced_steps(
         ValueError: an unknown spacing, a count outside [1, T], a count the rule cannot
             produce (no "ddim" stride gives exactly n; a section smaller than its count),
             or a "leading" offset that pushes the last step past T - 1.
+        TypeError: a count or offset that is not an integer (a float, a bool).
     """
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; choose one of {list(SPACINGS)}")
