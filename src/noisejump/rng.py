@@ -30,7 +30,9 @@ lo = (c M_s) mod 2^32 and hi = ((c M_s) >> 32) + c (mod 2^32).
 
 # No "from __future__ import annotations": torch.library reads the op's annotations as types.
 import math
+import operator
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +47,8 @@ __all__ = [
     "keyed_normal",
     "key_words",
     "normal_from_words",
+    "training_keys",
+    "check_distinct_keys",
 ]
 
 MASK32 = 0xFFFFFFFF
@@ -365,3 +369,94 @@ def _keyed_normal_op(
 @_keyed_normal_op.register_fake
 def _(words, seed_lo, seed_hi, stream, shape):  # type: ignore[no-untyped-def]
     return words.new_empty(shape, dtype=torch.float32)
+
+
+# ---- keys for a training loop ----------------------------------------------------------------
+
+
+def training_keys(
+    indices: torch.Tensor, step: int, *, micro_step: int = 0, micro_steps: int = 1
+) -> torch.Tensor:
+    """(B, 2) int64 keys (key_a, key_b) = (index, step * micro_steps + micro_step).
+
+    The contract (docs/keyed-noise.md, "Keys in a training loop"): within one optimiser
+    step every sample, over all micro-batches and all ranks, needs its own key, or two
+    samples get the same noise. ``indices`` names the sample: its data set index (or a
+    global sample counter), never its position in the batch, which repeats in every
+    micro-batch and on every rank. With the defaults the key is (index, step): the noise
+    of a sample then does not depend on how the step is split into micro-batches or
+    ranks. Pass ``micro_step`` (0 .. ``micro_steps`` - 1, the micro-batch within the step)
+    only where one index can occur in several micro-batches of a step (sampling with
+    replacement, a data set smaller than the step); the noise then depends on the split.
+    ``check_distinct_keys`` catches a reused key.
+
+    Args:
+        indices: (B,) integer tensor, values in [0, 2^32).
+        step: the optimiser step, an int >= 0.
+        micro_step, micro_steps: the micro-batch within the step and their number.
+    Returns:
+        (B, 2) int64 on ``indices``' device, the per-sample ``keys`` of ``keyed_normal``
+        and ``ForwardProcess.q_sample``.
+    """
+    if not isinstance(indices, torch.Tensor) or indices.dtype.is_floating_point:
+        kind = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
+        raise TypeError(f"indices must be an integer tensor of shape (B,), got {kind}")
+    if indices.dtype in (torch.bool, torch.complex64, torch.complex128) or indices.dim() != 1:
+        raise TypeError(
+            f"indices must be an integer tensor of shape (B,), got {indices.dtype} of shape "
+            f"{tuple(indices.shape)}"
+        )
+    step, micro_step, micro_steps = (
+        _count(v, n)
+        for v, n in ((step, "step"), (micro_step, "micro_step"), (micro_steps, "micro_steps"))
+    )
+    if micro_steps < 1 or not 0 <= micro_step < micro_steps:
+        raise ValueError(
+            f"need 0 <= micro_step < micro_steps, got micro_step={micro_step}, "
+            f"micro_steps={micro_steps}"
+        )
+    word_b = step * micro_steps + micro_step
+    if word_b > MASK32:
+        raise ValueError(
+            f"step * micro_steps + micro_step = {word_b} exceeds the 32-bit key word "
+            f"(step={step}, micro_steps={micro_steps})"
+        )
+    indices = indices.to(I64)
+    check_range(indices, 0, MASK32, name="indices", allowed="integers in [0, 2^32)")
+    return torch.stack([indices, torch.full_like(indices, word_b)], dim=1)
+
+
+def check_distinct_keys(keys: torch.Tensor) -> None:
+    """Raise ValueError if two rows of ``keys`` are equal: they would get the same noise.
+
+    Give it every key of one step: ``torch.cat`` of the micro-batches' keys, and with
+    several ranks the keys gathered from all of them (``torch.distributed.all_gather``).
+    A (B,) key K equals the pair (K mod 2^32, K >> 32), so both forms may be mixed by
+    converting first. Costs a sort and, on a GPU, one host sync: a check for the first
+    steps of a run or for tests, not for every step.
+    """
+    if not isinstance(keys, torch.Tensor) or keys.dim() not in (1, 2):
+        raise TypeError("keys must be a tensor of shape (B,) or (B, 2)")
+    rows = keys.reshape(len(keys), -1)
+    unique, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
+    if len(unique) == len(rows):
+        return
+    repeated = int(torch.nonzero(counts > 1)[0])
+    where = torch.nonzero(inverse == repeated).flatten().tolist()
+    raise ValueError(
+        f"key {unique[repeated].tolist()} is used by rows {where[:8]} of {len(rows)}: "
+        f"those samples would get the same noise. Key each sample by its data set index "
+        f"and the step (training_keys), not by its position in the batch"
+    )
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= 0, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int >= 0, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {number}")
+    return number

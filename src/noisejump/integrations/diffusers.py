@@ -8,6 +8,8 @@ scheduler methods a training script calls, with the same signatures:
     get_velocity(sample, noise, timesteps)           v = sqrt(abar_t) e - sqrt(1 - abar_t) x0
     scale_noise(sample, timestep, noise)             flow matching, timestep in [0, T]
     add_fresh_noise(original_samples, timesteps, seed=, keys=)   keyed noise, one pass
+    alphas_cumprod(device)                           abar_t on a device (the scheduler's
+                                                     table stays where it is)
 
 Three kinds of scheduler add noise in three forms (``SUPPORTED`` lists the classes):
 
@@ -126,6 +128,7 @@ class DiffusersAdapter:
             self._vp = ForwardProcess(self.process.schedule.base)
         elif self.kind == "vp":
             self._vp = self.process
+        self._alphas_cumprod: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: Any
@@ -156,6 +159,33 @@ class DiffusersAdapter:
                 "noise - sample (ForwardProcess.flow_velocity)"
             )
         return self._vp.v_target(sample, noise, self._integer_steps(timesteps))
+
+    def alphas_cumprod(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """abar_t of the T training steps on ``device``, in ``dtype``: what a script reads
+        as ``noise_scheduler.alphas_cumprod`` (SNR weights, x0 from a prediction).
+
+        diffusers' own ``add_noise`` and ``get_velocity`` (DDPM, DDIM and their Parallel
+        variants) reassign ``scheduler.alphas_cumprod`` to the sample's device, and scripts
+        index it with GPU timesteps afterwards (train_unconditional.py, prediction_type
+        "sample"). The adapter never changes the scheduler, so there the table stays on the
+        CPU: read ``adapter.alphas_cumprod(timesteps.device)`` instead. The values are the
+        ones ``add_noise`` applies: built in float64 from the config and rounded once to
+        ``dtype`` (diffusers' float32 cumulative product differs by up to 1.3e-5 relative,
+        for cosine betas). Cached per device and dtype; each call returns a fresh copy.
+        """
+        if self.kind == "flow":
+            raise TypeError(
+                f"{self.scheduler_name} has no alphas_cumprod; flow matching's noise level is "
+                "sigma = timestep / T"
+            )
+        key = (torch.device(device), dtype)
+        table = self._alphas_cumprod.get(key)
+        if table is None:
+            table = self._vp.schedule.alphas_cumprod.to(device=device, dtype=dtype)
+            self._alphas_cumprod[key] = table
+        return table.clone()
 
     def scale_noise(
         self, sample: torch.Tensor, timestep: Any, noise: torch.Tensor | None = None

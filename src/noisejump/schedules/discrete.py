@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..checks import as_int64, check_device, check_range, host_readable
+from .spacing import spaced_steps
 
 __all__ = ["Schedule", "get_schedule", "schedule_names"]
 
@@ -181,19 +182,42 @@ class Schedule:
             root**2, name=f"{self.name}+zero_snr", timesteps=self._timesteps
         )
 
-    def respace(self, steps: int | Sequence[int] | torch.Tensor) -> Schedule:
+    def respace(
+        self,
+        steps: int | Sequence[int] | torch.Tensor,
+        *,
+        spacing: str = "linspace",
+        steps_offset: int = 0,
+    ) -> Schedule:
         """A schedule on a subset of steps that keeps abar at every kept step.
 
-        ``steps`` is a count n (n evenly spaced steps from the first to the last) or the
-        increasing step indices to keep. The new betas are 1 - abar_k / abar_prev
+        ``steps`` is a count n, spread over the T steps by ``spacing``, or the increasing
+        step indices to keep. The spacings are the peers' (``noisejump.schedules.spacing``):
+
+            "linspace"  round(linspace(0, T - 1, n)): 0, 20, 41, ..., 999 for n = 50 of
+                        1000 (the default; diffusers' timestep_spacing="linspace")
+            "leading"   k floor(T / n) + steps_offset: 0, 20, ..., 980 (+ offset)
+                        (diffusers' "leading"; Stable Diffusion uses steps_offset=1)
+            "trailing"  round(T - k T / n) - 1: 19, 39, ..., 999 (diffusers' "trailing")
+            "ddim"      guided-diffusion's space_timesteps(T, "ddimN"): stride s with
+                        exactly n steps 0, s, 2s, ... (0, 20, ..., 980); refused where
+                        no integer stride gives n, as there
+            "sections"  guided-diffusion's space_timesteps(T, "c1,c2,..."): ``steps`` a
+                        count or a sequence of per-section counts
+
+        ``steps_offset`` is diffusers' config value: "leading" adds it, "linspace" and
+        "trailing" ignore it, as diffusers does. The new betas are 1 - abar_k / abar_prev
         (Nichol & Dhariwal 2021, arXiv 2102.09672, section 4); ``timesteps`` keeps the
         original indices, which is what a model trained on the full schedule is fed.
         """
-        if isinstance(steps, int) and not isinstance(steps, bool):
-            if not 1 <= steps <= self.num_steps:
-                raise ValueError(f"respace: count must be in [1, {self.num_steps}], got {steps}")
-            keep = torch.linspace(0, self.num_steps - 1, steps, dtype=F64).round().long()
+        if spacing == "sections" or isinstance(steps, (int, np.integer)):  # a count
+            keep = spaced_steps(self.num_steps, steps, spacing, steps_offset=steps_offset)
         else:
+            if spacing != "linspace" or steps_offset:
+                raise TypeError(
+                    f"respace: spacing={spacing!r} and steps_offset={steps_offset!r} apply "
+                    "to a count of steps; explicit step indices are kept as given"
+                )
             keep = torch.as_tensor(steps)
             if keep.dtype.is_floating_point or keep.dtype == torch.bool or keep.dim() != 1:
                 raise TypeError("respace: steps must be an int or a 1-D sequence of integers")
