@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import torch
 
+from .._numpy import from_numpy
 from ..checks import host_readable
 from ..kernels import q_sample_keyed
 from ..kernels.affine import affine
@@ -35,7 +36,7 @@ from ..kernels.q_sample import diagonal_scale
 from ..noise import NoiseFamily, get_noise
 from ..noise.isotropic import Isotropic
 from ..rng import keyed_normal
-from ..schedules.discrete import ScheduleLike, _from_numpy
+from ..schedules.discrete import ScheduleLike
 from . import per_element
 from .plan import (
     Plan,
@@ -80,6 +81,12 @@ class ForwardProcess:
             noise = Isotropic()
         elif isinstance(noise, str):
             noise = get_noise(noise)
+        elif not isinstance(noise, NoiseFamily):
+            raise TypeError(
+                "noise must be a noise family (a noisejump.noise.NoiseFamily such as "
+                "get_noise('pink') or Offset(0.1)), a family's name (one of "
+                f"noisejump.noise.available()) or None for isotropic; got {type(noise).__name__}"
+            )
         self.noise = noise
         self.validate = validate
         self.path = check_path(path)
@@ -320,8 +327,9 @@ class ForwardProcess:
         t = torch.as_tensor(t).long().cpu()
         if t.dim() == len(event_shape) + 1:  # a batch-first step tensor of one sample
             t = t[0]
+        noise_cov = self.noise.covariance(event_shape)  # refuses a d x d beyond its bound
         log_abar = per_element.log_alphas_cumprod(self.schedule, t.expand(event_shape).flatten())
-        cov = per_element.kernel(log_abar, log_abar) * self.noise.covariance(event_shape)
+        cov = per_element.kernel(log_abar, log_abar) * noise_cov
         return torch.diag(torch.exp(log_abar / 2)), cov
 
     # ---- the plan --------------------------------------------------------------------------
@@ -357,8 +365,11 @@ class ForwardProcess:
         mean = signal_s sigma^2_{t|s} / sigma_t^2 x0 + alpha_{t|s} sigma_s^2 / sigma_t^2 x_t,
         variance = sigma^2_{t|s} sigma_s^2 / sigma_t^2, times S for correlated noise
         (Ho et al. 2020, eq. 6-7; Kingma et al. 2021, eq. 26 for any s < t). At t = 0 the
-        target is x0 itself: (x0, 0). Returns the mean in x_t's dtype and the variance as a
-        float32 (float64) tensor that broadcasts against x_t.
+        target is x0 itself: (x0, 0), in discrete time and at a continuous t with sigma_t = 0
+        (t = 0 of VP, sub-VP and flow matching; EDM's t is sigma > 0, and its s = 0 or -1
+        is the data). Returns the mean in x_t's dtype (computed in float32, float64 for
+        float64 x_t) and the variance as a float32 tensor (float64 for float64 x_t) that
+        broadcasts against x_t.
 
         Per-element steps with correlated noise: the posterior covariance is not a multiple
         of S; returns (mean, cov) with cov the dense (B, d, d) float64 covariance of each
@@ -379,19 +390,30 @@ class ForwardProcess:
         alpha_ts, sigma2_ts = transition(s, t, device)
         signal_s, sigma2_s = transition(-1, s, device)
         _, sigma2_t = transition(-1, t, device)
+        # sigma_t = 0 (t is the data time: 0 of VP, sub-VP, flow matching): x_t carries no
+        # noise, nor does x_s (sigma_s <= sigma_t), so x_s = signal_s x0 exactly, where the
+        # ratios below read 0 / 0: there sigma^2_{t|s} / sigma_t^2 is 1, sigma_s^2 / sigma_t^2
+        # is 0.
+        noisy = sigma2_t > 0
+        denominator = torch.where(noisy, sigma2_t, torch.ones_like(sigma2_t))
+        share_x0 = torch.where(noisy, sigma2_ts / denominator, torch.ones_like(sigma2_t))
+        share_xt = torch.where(noisy, sigma2_s / denominator, torch.zeros_like(sigma2_t))
         cd = _compute_dtype(x_t.dtype)
-        coef_x0 = (signal_s * sigma2_ts / sigma2_t).to(cd)
-        coef_xt = (alpha_ts * sigma2_s / sigma2_t).to(cd)
-        variance = (sigma2_ts * sigma2_s / sigma2_t).to(cd)
-        return _affine(coef_x0, x0, coef_xt, x_t), variance
+        coef_x0 = (signal_s * share_x0).to(cd)
+        coef_xt = (alpha_ts * share_xt).to(cd)
+        variance = (sigma2_ts * share_xt).to(cd)
+        return _affine(coef_xt, x_t, coef_x0, x0), variance
 
     def v_target(self, x0: torch.Tensor, noise: torch.Tensor, t: Any) -> torch.Tensor:
-        """v = signal_t e - sigma_t x0 (Salimans & Ho 2022, arXiv 2202.00512, section 4)."""
+        """v = signal_t e - sigma_t x0 (Salimans & Ho 2022, arXiv 2202.00512, section 4).
+
+        Returns x0's dtype, computed in float32 (float64 for float64 x0), as ``q_sample``.
+        """
         _check_sample(x0, "x0")
         _check_noise(noise, x0)
         t = self._steps(t, x0)
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
-        return _affine(signal, noise, -sigma, x0)
+        return _affine(-sigma, x0, signal, noise)
 
     def flow_velocity(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """u = dx_t/dt = e - x0 for flow matching's x_t = (1 - t) x0 + t e (Lipman et al.
@@ -417,7 +439,8 @@ class ForwardProcess:
         ``v``: signal_t x_t - sigma_t v; ``sample``: the output itself.
 
         ``epsilon`` at a step with signal 0 (zero terminal SNR, Lin et al. 2023) divides by
-        zero: refused for int and CPU t; use ``v`` there.
+        zero: refused for int and CPU t; use ``v`` there. Returns x_t's dtype, computed in
+        float32 (float64 for float64 x_t).
         """
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
@@ -571,13 +594,16 @@ def _affine(a: Any, x: torch.Tensor, b: Any, y: torch.Tensor) -> torch.Tensor:
     return affine(a, x, b, y)
 
 
-_FLOATS = "a floating tensor (float16, bfloat16, float32 or float64)"
+#: The sample dtypes every method takes; float8 and other floating formats are refused
+#: (torch draws no noise in them and a coefficient rounded to them is meaningless).
+SAMPLE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_FLOATS = f"a floating tensor ({', '.join(str(d).removeprefix('torch.') for d in SAMPLE_DTYPES)})"
 
 
 def _check_sample(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be {_FLOATS}, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
+    if x.dtype not in SAMPLE_DTYPES:
         raise TypeError(f"{name} must be {_FLOATS}, got {x.dtype}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); nothing to noise")
@@ -600,12 +626,12 @@ def _check_noise(noise: torch.Tensor, x: torch.Tensor) -> None:
 
 
 def _int_list(steps: Any, name: str) -> list[int]:
-    steps = _from_numpy(steps)
+    steps = from_numpy(steps)
     if isinstance(steps, torch.Tensor):
         if steps.dtype.is_floating_point or steps.dtype == torch.bool or steps.dim() != 1:
             raise TypeError(f"{name} must be a 1-D sequence of integers")
         steps = steps.tolist()
-    steps = [_from_numpy(k) for k in steps]
+    steps = [from_numpy(k) for k in steps]
     if not steps or not all(isinstance(k, int) and not isinstance(k, bool) for k in steps):
         raise TypeError(f"{name} must be a non-empty sequence of ints, got {steps!r}")
     return steps

@@ -25,9 +25,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
+from .._numpy import from_numpy as _from_numpy
 from ..checks import as_int64, check_device, check_range, host_readable
 from .spacing import spaced_steps
 
@@ -210,7 +210,8 @@ class Schedule:
         (Nichol & Dhariwal 2021, arXiv 2102.09672, section 4); ``timesteps`` keeps the
         original indices, which is what a model trained on the full schedule is fed.
         """
-        if spacing == "sections" or isinstance(steps, (int, np.integer)):  # a count
+        steps = _from_numpy(steps)
+        if spacing == "sections" or isinstance(steps, int):  # a count
             keep = spaced_steps(self.num_steps, steps, spacing, steps_offset=steps_offset)
         else:
             if spacing != "linspace" or steps_offset:
@@ -368,15 +369,6 @@ def _broadcasts_per_element(t_shape: tuple[int, ...], like_shape: tuple[int, ...
     )
 
 
-def _from_numpy(t: Any) -> Any:
-    """NumPy integers become Python ints and NumPy arrays tensors; anything else is as is."""
-    if isinstance(t, np.ndarray):
-        return torch.from_numpy(t)
-    if isinstance(t, np.generic) and not isinstance(t, np.bool_):
-        return t.item()
-    return t
-
-
 def _is_integer(t: torch.Tensor) -> bool:
     return not (t.dtype.is_floating_point or t.dtype.is_complex)
 
@@ -394,12 +386,32 @@ def _as_table(values: Any, name: str) -> torch.Tensor:
 
 
 def _as_timesteps(timesteps: Any, n: int) -> torch.Tensor | None:
+    """The original step index of each of the n steps: n integers >= 0, increasing.
+
+    Refused, never rounded: a float index (0.5, 1.7) names no step of the original table.
+    """
     if timesteps is None:
         return None
-    timesteps = torch.as_tensor(timesteps, dtype=torch.int64).cpu().clone()
-    if timesteps.shape != (n,):
-        raise ValueError(f"timesteps must have shape ({n},), got {tuple(timesteps.shape)}")
-    return timesteps
+    values = _from_numpy(timesteps)
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+    else:
+        values = [_from_numpy(k) for k in values] if isinstance(values, Sequence) else values
+        if not isinstance(values, list) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in values
+        ):
+            raise TypeError(f"timesteps must be a sequence of ints, got {timesteps!r}")
+        values = torch.tensor(values, dtype=torch.int64)
+    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise TypeError(f"timesteps must be integers (step indices), got {values.dtype}")
+    values = values.to(torch.int64).clone()
+    if values.shape != (n,):
+        raise ValueError(f"timesteps must have shape ({n},), got {tuple(values.shape)}")
+    if (values < 0).any() or (values[1:] <= values[:-1]).any():
+        raise ValueError(
+            f"timesteps must be step indices >= 0 in increasing order, got {values.tolist()}"
+        )
+    return values
 
 
 # ---- named schedules ----------------------------------------------------------------------
@@ -462,6 +474,8 @@ def get_schedule(
     """
     if name not in _NAMED:
         raise ValueError(f"unknown schedule {name!r}; choose one of {schedule_names()}")
+    num_steps = _from_numpy(num_steps)
+    beta_start, beta_end = _from_numpy(beta_start), _from_numpy(beta_end)
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     if not 0 < beta_start <= beta_end <= 1:

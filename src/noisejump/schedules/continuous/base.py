@@ -151,7 +151,9 @@ class ContinuousSchedule:
         sigma2 = -torch.expm1(delta) * torch.exp(2.0 * log_sigma_t)
         same = s == t
         alpha = torch.where(same, torch.ones_like(alpha), alpha)
-        sigma2 = torch.where(same, torch.zeros_like(sigma2), sigma2)
+        # sigma_t = 0 (t is the data: -1, or time 0 of VP, sub-VP and flow matching, sigma 0
+        # of EDM): then sigma_s = 0 too and nothing is added, where delta reads inf - inf.
+        sigma2 = torch.where(same | (log_sigma_t == -math.inf), torch.zeros_like(sigma2), sigma2)
         return alpha.to(dtype), sigma2.to(dtype)
 
     # ---- helpers ---------------------------------------------------------------------------
