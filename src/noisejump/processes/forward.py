@@ -48,13 +48,13 @@ class ForwardProcess:
     """The forward (noising) process of a schedule and a noise family.
 
     Args:
-        schedule: a :class:`~noisejump.Schedule` (or any object with its ``steps``,
+        schedule: a [`Schedule`][noisejump.Schedule] (or any object with its ``steps``,
             ``marginal`` and ``transition`` methods).
         noise: a noise family or its name (default: isotropic, S = I).
         validate: for CUDA step tensors, check the range with an asynchronous device-side
             assert (True, no host sync) or not at all (False). CPU inputs are always checked.
-        path: "auto" (the cheapest exact path, see :meth:`plan`) or "chain" (force the
-            O(t) chain in ``q_sample``, for comparison).
+        path: "auto" (the cheapest exact path, see [`plan`][noisejump.ForwardProcess.plan])
+            or "chain" (force the O(t) chain in ``q_sample``, for comparison).
     """
 
     def __init__(
@@ -180,7 +180,7 @@ class ForwardProcess:
 
         alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
         (Kingma et al. 2021, eq. 19). Returns (x_t, noise) in x_s's dtype. ``seed`` and
-        ``keys`` draw keyed noise, as in :meth:`q_sample`.
+        ``keys`` draw keyed noise, as in [`q_sample`][noisejump.ForwardProcess.q_sample].
         """
         _check_sample(x_s, "x_s")
         self.noise.check_shape(tuple(x_s.shape[1:]))
@@ -488,7 +488,7 @@ class ForwardProcess:
         seed: int | None,
         keys: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Keyed structured noise of x's shape: draw 0 of :meth:`_keyed_draw`."""
+        """Keyed structured noise of x's shape: draw 0 of ``_keyed_draw``."""
         if noise is not None:
             raise ValueError("give either noise/generator or seed/keys, not both")
         white = self._keyed_draw(x, generator, seed, keys)(0)

@@ -1,6 +1,6 @@
 """What a process will do for a step t, and why: the closed form, or the chain.
 
-``process.plan(t, shape)`` returns a :class:`Plan`; ``q_sample`` follows it. The paths,
+``process.plan(t, shape)`` returns a ``Plan``; ``q_sample`` follows it. The paths,
 cheapest first (DESIGN.md, section 1, the table of cases):
 
     closed      one structured draw: x_t = signal_t x0 + sigma_t L e
