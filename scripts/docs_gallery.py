@@ -28,9 +28,11 @@ def on_files(files: Files, config) -> Files:
         "# Noise gallery",
         "",
         "One draw of every noise family in `noisejump.noise.available()`, generated when the",
-        "documentation is built (`scripts/docs_gallery.py`). Each panel is one slice of the",
-        "event (a channel or a frame), shown on a grey scale from -3 to 3 standard deviations;",
-        "up to four slices side by side show the correlation across channels or frames.",
+        "documentation is built (`scripts/docs_gallery.py`). Each picture is titled with the",
+        "family and the event shape of the draw; each panel is one slice of the event, labelled",
+        "below: `x[k]` is channel k (frame k for the video families), shown on a grey scale from",
+        "-3 to 3 standard deviations. Up to four slices side by side show the correlation",
+        "across channels or frames.",
         "",
     ]
     for name in available():
@@ -60,8 +62,6 @@ def _shapes(stat: tuple[int, ...]) -> list[tuple[int, ...]]:
 
 
 def _render(family, name: str, shapes) -> bytes:
-    from PIL import Image
-
     errors = []
     for event_shape in shapes:
         generator = torch.Generator().manual_seed(0)
@@ -70,28 +70,54 @@ def _render(family, name: str, shapes) -> bytes:
         except (ValueError, RuntimeError, TypeError) as error:
             errors.append(f"{event_shape}: {error}")
             continue
-        panels = _panels(draw.to(torch.float64))
-        scaled = ((panels / 3).clamp(-1, 1) + 1) * 127.5
-        image = Image.fromarray(scaled.round().to(torch.uint8).numpy(), mode="L")
-        factor = max(1, round(PIXELS / panels.shape[0]))  # nearest-neighbour upscaling
-        size = (panels.shape[1] * factor, panels.shape[0] * factor)
+        slices, labels = _slices(draw.to(torch.float64))
         buffer = io.BytesIO()
-        image.resize(size, Image.NEAREST).save(buffer, format="PNG")
+        _labelled(slices, labels, f"{name}, event {tuple(event_shape)}").save(buffer, format="PNG")
         return buffer.getvalue()
     raise ValueError(f"gallery: noise family {name!r} could not be drawn: {errors}")
 
 
-def _panels(draw: torch.Tensor) -> torch.Tensor:
-    """A 2-D picture of one event: up to 4 leading slices side by side, 1 px apart."""
+def _slices(draw: torch.Tensor) -> tuple[list[torch.Tensor], list[str]]:
+    """Up to 4 leading 2-D slices of one event, scaled to unit standard deviation together,
+    and their labels: x[k] for slice k, or how a 1-D event was folded into a square."""
     if draw.dim() == 1:
         side = int(draw.numel() ** 0.5)
-        draw = draw[: side * side].reshape(side, side) if side > 1 else draw.reshape(1, -1)
+        if side > 1:
+            label = f"x[:{side * side}] as {side} x {side}"
+            draw = draw[: side * side].reshape(side, side)
+        else:
+            label, draw = "x", draw.reshape(1, -1)
+        return [draw / draw.std()], [label]
     if draw.dim() == 2:
-        return draw / draw.std()
+        return [draw / draw.std()], ["x"]
     slices = draw.reshape(-1, *draw.shape[-2:])[:4]
     slices = slices / slices.std()
-    gap = torch.zeros(slices.shape[1], 1, dtype=slices.dtype)
-    parts = []
-    for k, panel in enumerate(slices):
-        parts += [gap, panel] if k else [panel]
-    return torch.cat(parts, dim=1)
+    # x[k]: channel or frame k; deeper events: slice k of the leading axes flattened
+    name = "x[{}]" if draw.dim() == 3 else "slice {}"
+    return list(slices), [name.format(k) for k in range(len(slices))]
+
+
+def _labelled(slices: list[torch.Tensor], labels: list[str], title: str):
+    """The slices side by side on a grey scale from -3 to 3 standard deviations, upscaled
+    (nearest neighbour) to about ``PIXELS`` high, each labelled below, a title above."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width = slices[0].shape
+    factor = max(1, round(PIXELS / height))
+    gap, text = 6, 16
+    tile_w = max(width * factor, 48)
+    font = ImageFont.load_default(size=12)
+    title_w = int(font.getlength(title)) + 2
+    out_w = max(len(slices) * (tile_w + gap) - gap, title_w)
+    out = Image.new("L", (out_w, height * factor + 2 * text), 255)
+    draw = ImageDraw.Draw(out)
+    for k, (panel, label) in enumerate(zip(slices, labels, strict=True)):
+        scaled = ((panel / 3).clamp(-1, 1) + 1) * 127.5
+        tile = Image.fromarray(scaled.round().to(torch.uint8).numpy(), mode="L")
+        tile = tile.resize((width * factor, height * factor), Image.NEAREST)
+        left = k * (tile_w + gap) + (tile_w - width * factor) // 2
+        out.paste(tile, (left, text))
+        middle = k * (tile_w + gap) + tile_w / 2
+        draw.text((middle, height * factor + text + 2), label, fill=0, font=font, anchor="mt")
+    draw.text((0, 1), title, fill=0, font=font)
+    return out

@@ -14,6 +14,7 @@ import noisejump as nj
 from noisejump.cli import main
 from noisejump.noise import Colored, available, get_noise
 from noisejump.processes import BlurringProcess, LinearGaussianChain, MixtureProcess
+from noisejump.verify import VerifyReport
 
 SCHEDULE = nj.get_schedule("linear", 1000)
 
@@ -192,3 +193,35 @@ def test_per_element_steps_pass_statistically_and_reject_wrong_samplers():
     for wrong in (TooWide, Uncorrelated):
         report = nj.verify(nj.ForwardProcess(SCHEDULE, wrong(1.0)), 60, per_element=True, **STAT)
         assert not report.statistical_ok, str(report)
+
+
+def test_verify_report_shows_raw_p_values_and_each_threshold():
+    report = nj.verify(nj.ForwardProcess(SCHEDULE, "pink"), 20, **STAT)
+    text = str(report)
+    p = report.pvalues["closed vs chain: KS"]
+    assert report.counts["closed vs chain: KS"] == 8 and p < 1  # the raw smallest, not capped
+    k = len(report.pvalues)
+    assert report.thresholds["closed vs chain: KS"] == pytest.approx(1e-3 / (k * 8))
+    assert report.thresholds["closed: mean"] == pytest.approx(1e-3 / k)
+    assert "closed vs chain: KS (smallest of 8)" in text and f"p = {p:.3g}" in text
+    assert "1.0000" not in text
+    name, smallest, threshold = report.smallest()
+    assert smallest == min(report.pvalues.values())
+    assert f"smallest p-value {smallest:.3g} ({name}), threshold {threshold:.3g}" in text
+
+
+@pytest.mark.parametrize(
+    ("projection_p", "other_p"),
+    [(0.5, 0.5), (1.2e-5, 0.5), (1.5e-5, 0.5), (0.5, 1.0e-4), (0.5, 1.2e-4), (0.2, 0.9)],
+)
+def test_verify_decision_rule_is_the_bonferroni_one(projection_p, other_p):
+    """The rule before the report showed raw p-values: every entry > alpha / k, the
+    projections' entry being min(1, min p x 8). The same verdicts now, near the edges too."""
+    report = VerifyReport("p", 1, (1,), (1,), 20, 1e-3)
+    report.pvalues = {f"test {i}": 0.9 for i in range(7)}
+    report.pvalues["other"] = other_p
+    report.pvalues["closed vs chain: KS"] = projection_p
+    report.counts["closed vs chain: KS"] = 8
+    k = len(report.pvalues)
+    old = min(1.0, projection_p * 8) > 1e-3 / k and other_p > 1e-3 / k
+    assert report.statistical_ok == old

@@ -47,7 +47,11 @@ def test_train_then_sample_writes_png_and_tensor(tmp_path, capsys):
     from PIL import Image
     from safetensors.torch import load_file
 
-    assert Image.open(out.with_suffix(".png")).size[0] > 8
+    grid = Image.open(out.with_suffix(".png"))
+    assert grid.text["Description"] == "checkpoint step 4, ddim 3 steps, seed 0, ema weights"
+    assert grid.size[0] >= 3 * 64  # 5 samples in 3 columns, each 8 x 8 drawn 64 x 64
+    final = Image.open(tmp_path / "run" / "samples.png")
+    assert final.text["Description"] == "checkpoint step 4, ddim 50 steps, seed 0, ema weights"
     samples = load_file(str(out.with_suffix(".safetensors")))["samples"]
     assert samples.shape == (5, 1, 8, 8) and samples.abs().max() <= 1
 

@@ -159,4 +159,4 @@ def test_epsilon_prediction_refused_at_zero_terminal_snr(tmp_path):
         progress=False,
     )
     assert all(torch.isfinite(torch.tensor(losses(tmp_path / "v"))))
-    assert summary["final_loss"] > 0
+    assert summary["final_loss_mean_last_100"] > 0

@@ -1,7 +1,7 @@
 """NumPy inputs, accepted wherever the Python or torch equivalent is.
 
 ``np.int64(3)`` is not an ``int`` and ``np.float32(0.5)`` is not a ``float``, so every
-public argument that takes a number or a step tensor passes through :func:`from_numpy`
+public argument that takes a number or a step tensor passes through ``from_numpy``
 first: NumPy scalars become Python numbers, NumPy arrays tensors. Booleans stay as they
 are (and are refused where a number is expected).
 """

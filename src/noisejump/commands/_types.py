@@ -45,12 +45,13 @@ def positive_float(text: str) -> float:
 def device(text: str) -> torch.device:
     try:
         value = torch.device(text)
-    except RuntimeError as error:
-        raise argparse.ArgumentTypeError(f"not a device: {text!r} ({error})") from None
-    if value.type not in ("cpu", "cuda"):
+    except RuntimeError:  # torch's message lists twenty device types
+        value = None
+    if value is None or value.type not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"device must be cpu or cuda[:N], got {text!r}")
     if value.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text} requested but no CUDA device is visible")
+        build = "" if torch.version.cuda else f" (PyTorch {torch.__version__} is a CPU-only build)"
+        raise argparse.ArgumentTypeError(f"{text} requested but no CUDA device is visible{build}")
     if value.type == "cuda" and (value.index or 0) >= torch.cuda.device_count():
         raise argparse.ArgumentTypeError(
             f"{text} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"

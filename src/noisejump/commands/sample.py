@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._types import positive_int
+from ._types import device, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
         default="ema",
         help="EMA or raw weights (default: ema)",
     )
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default: cpu)")
     p.add_argument(
         "--out",
         default=None,
@@ -55,12 +55,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    import torch
     from safetensors.torch import save_file
 
-    from ..train.pictures import save_grid
+    from ..train.pictures import sample_caption, save_grid
     from ..train.restore import load_trained
-    from ..train.sampling import sample
+    from ..train.sampling import sample, sampler_steps
 
     trained = load_trained(args.checkpoint, weights=args.weights, device=args.device)
     images = sample(
@@ -71,11 +70,13 @@ def run(args) -> int:
         prediction=trained.config.prediction,
         seed=args.seed,
         steps=args.steps,
-        device=torch.device(args.device),
+        device=args.device,
     )
     out = Path(args.out) if args.out else trained.run_dir / f"samples-{args.sampler}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(images, out.with_suffix(".png"))
+    steps = sampler_steps(args.sampler, trained.process.num_steps, args.steps)
+    caption = sample_caption(trained.step, args.sampler, steps, args.seed, args.weights)
+    save_grid(images, out.with_suffix(".png"), caption=caption)
     save_file({"samples": images.cpu().contiguous()}, str(out.with_suffix(".safetensors")))
     print(
         json.dumps(

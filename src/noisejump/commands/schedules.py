@@ -43,17 +43,21 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="rescale each schedule to zero terminal SNR",
     )
-    p.add_argument("--out", default="schedules.png", help="PNG path (default: schedules.png)")
+    p.add_argument(
+        "--out",
+        default="schedules.png",
+        help="PNG path, or a folder to write schedules.png into (default: schedules.png)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from ..train.pictures import plot_schedules
+    from ..train.pictures import output_path, plot_schedules
 
     names = args.names or [n for n in schedule_names() if n != "squaredcos_cap_v2"]
     schedules = [
         get_schedule(n, args.diffusion_steps, rescale_zero_terminal_snr=args.zero_terminal_snr)
         for n in names
     ]
-    print(plot_schedules(schedules, args.out))
+    print(plot_schedules(schedules, output_path(args.out, "schedules.png")))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._types import non_negative_int, positive_float, positive_int
+from ._types import device, non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -165,8 +165,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--device",
+        type=device,
         default=d.device,
-        help="cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default: cpu)",
+        help="cpu or cuda[:N] (under torchrun, cuda is cuda:LOCAL_RANK) (default: cpu)",
     )
     p.add_argument(
         "--no-bf16",
@@ -235,7 +236,7 @@ def run(args) -> int:
         ema_halflife_ksamples=args.ema_halflife_ksamples,
         grad_clip=args.grad_clip,
         seed=args.seed,
-        device=args.device,
+        device=str(args.device),
         bf16=args.bf16,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,

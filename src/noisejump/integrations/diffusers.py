@@ -76,10 +76,11 @@ def from_diffusers(scheduler_or_config: Any) -> ForwardProcess:
             ``load_config``), or ``scheduler.config`` of a scheduler built in code, whose
             class is recognised by its parameters (this imports diffusers).
     Returns:
-        a :class:`~noisejump.ForwardProcess` over a float64 :class:`~noisejump.Schedule`
-        ("vp" schedulers), its :class:`~noisejump.schedules.DiscreteSigmas` view ("sigma"),
-        or :class:`~noisejump.continuous.FlowMatching` ("flow"; the config's static shift
-        becomes the shift of ``sample_t``).
+        a [`ForwardProcess`][noisejump.ForwardProcess] over a float64
+        [`Schedule`][noisejump.Schedule] ("vp" schedulers), its
+        [`DiscreteSigmas`][noisejump.schedules.DiscreteSigmas] view ("sigma"), or
+        [`FlowMatching`][noisejump.continuous.FlowMatching] ("flow"; the config's static
+        shift becomes the shift of ``sample_t``).
     Raises:
         ValueError: an unsupported scheduler class or configuration, naming what is.
     """
@@ -118,7 +119,8 @@ class DiffusersAdapter:
     ``adapter = DiffusersAdapter(noise_scheduler)``; the scheduler is read, never changed.
 
     Attributes:
-        process: the :class:`~noisejump.ForwardProcess` (see :func:`from_diffusers`).
+        process: the [`ForwardProcess`][noisejump.ForwardProcess] (see
+            [`from_diffusers`][noisejump.integrations.diffusers.from_diffusers]).
         kind: "vp", "sigma" or "flow" (see the module docstring).
         num_train_timesteps: T of the config.
     """
@@ -236,7 +238,9 @@ class DiffusersAdapter:
         ``add_noise``, whose caller already paid for drawing and storing the noise, this
         draws and applies it inside ``ForwardProcess.q_sample`` (the fused kernel where
         one is available). ``timesteps``: integer steps, or for flow matching floats in
-        [0, T] as for :meth:`scale_noise`. ``noise`` is the epsilon-prediction target.
+        [0, T] as for
+        [`scale_noise`][noisejump.integrations.diffusers.DiffusersAdapter.scale_noise].
+        ``noise`` is the epsilon-prediction target.
         """
         if self.kind == "flow":
             t = self._flow_time(timesteps, original_samples)

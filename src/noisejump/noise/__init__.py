@@ -43,7 +43,7 @@ _FAMILIES: dict[str, Callable[..., NoiseFamily]] = {
 
 
 def available() -> list[str]:
-    """The names :func:`get_noise` accepts."""
+    """The names [`get_noise`][noisejump.noise.get_noise] accepts."""
     return sorted(_FAMILIES)
 
 

@@ -60,7 +60,8 @@ def keyed_x_t(
     fast: bool = False,
 ) -> torch.Tensor:
     """x_t = signal_t x0 + sigma_t e with keyed e, without keeping e: the input of a training
-    step whose loss is :func:`keyed_mse` (which regenerates e from the same seed and keys).
+    step whose loss is [`keyed_mse`][noisejump.objective.loss.keyed_mse] (which regenerates
+    e from the same seed and keys).
 
     Equals ``process.q_sample(x0, t, seed=seed, keys=keys)[0]``; where the fused kernel
     runs (``noisejump.kernels``) it writes x_t only (2 tensors of traffic instead of 3).

@@ -59,13 +59,13 @@ class ForwardProcess:
     """The forward (noising) process of a schedule and a noise family.
 
     Args:
-        schedule: a :class:`~noisejump.Schedule` (or any object with its ``steps``,
+        schedule: a [`Schedule`][noisejump.Schedule] (or any object with its ``steps``,
             ``marginal`` and ``transition`` methods).
         noise: a noise family or its name (default: isotropic, S = I).
         validate: for CUDA step tensors, check the range with an asynchronous device-side
             assert (True, no host sync) or not at all (False). CPU inputs are always checked.
-        path: "auto" (the cheapest exact path, see :meth:`plan`) or "chain" (force the
-            O(t) chain in ``q_sample``, for comparison).
+        path: "auto" (the cheapest exact path, see [`plan`][noisejump.ForwardProcess.plan])
+            or "chain" (force the O(t) chain in ``q_sample``, for comparison).
     """
 
     def __init__(
@@ -198,7 +198,7 @@ class ForwardProcess:
 
         alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
         (Kingma et al. 2021, eq. 19). Returns (x_t, noise) in x_s's dtype. ``seed`` and
-        ``keys`` draw keyed noise, as in :meth:`q_sample`.
+        ``keys`` draw keyed noise, as in [`q_sample`][noisejump.ForwardProcess.q_sample].
         """
         _check_sample(x_s, "x_s")
         self.noise.check_shape(tuple(x_s.shape[1:]))

@@ -33,7 +33,7 @@ class MixtureProcess(TimeVaryingProcess):
     """Noise sum_k sqrt(w_k(t)) L_k e_k at step t, atoms S_k = L_k L_k^T fixed.
 
     Args:
-        schedule: a discrete :class:`~noisejump.Schedule` (its betas and abar).
+        schedule: a discrete [`Schedule`][noisejump.Schedule] (its betas and abar).
         atoms: K >= 1 noise families.
         weights: w_k(t) >= 0, a (T, K) tensor or a callable mapping the steps
             ``arange(T)`` (float64) to it.

@@ -1,6 +1,6 @@
 """What a process will do for a step t, and why: the closed form, or the chain.
 
-``process.plan(t, shape)`` returns a :class:`Plan`; ``q_sample`` follows it. The paths,
+``process.plan(t, shape)`` returns a ``Plan``; ``q_sample`` follows it. The paths,
 cheapest first (DESIGN.md, section 1, the table of cases):
 
     closed      one structured draw: x_t = signal_t x0 + sigma_t L e
@@ -78,7 +78,7 @@ def check_path(path: str, allowed: tuple[str, ...] = ("auto", "chain")) -> str:
 
 def fixed_covariance_path(noise: NoiseFamily, t: Any, path: str) -> str:
     """The path of ``ForwardProcess`` for validated steps ``t`` (what ``q_sample`` follows,
-    without building the :class:`Plan`): "chain" when forced, "increments" for per-element
+    without building the ``Plan``): "chain" when forced, "increments" for per-element
     steps with correlated noise, else "closed"."""
     if path == "chain":
         return "chain"

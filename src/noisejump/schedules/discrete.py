@@ -39,7 +39,9 @@ F64 = torch.float64
 class Schedule:
     """An immutable discrete schedule of ``num_steps`` steps.
 
-    Build one with :func:`get_schedule`, :meth:`from_betas` or :meth:`from_alphas_cumprod`.
+    Build one with [`get_schedule`][noisejump.get_schedule],
+    [`from_betas`][noisejump.Schedule.from_betas] or
+    [`from_alphas_cumprod`][noisejump.Schedule.from_alphas_cumprod].
     Public tables are fresh float64 copies; the process reads cached per-device copies.
 
     Internally every quantity derives from ``log abar`` (``cumsum(log1p(-beta))``): then
@@ -452,7 +454,8 @@ _NAMED = {
 
 
 def schedule_names() -> list[str]:
-    """Names accepted by :func:`get_schedule` (``cosine`` is ``squaredcos_cap_v2``)."""
+    """Names accepted by [`get_schedule`][noisejump.get_schedule] (``cosine`` is
+    ``squaredcos_cap_v2``)."""
     return list(_NAMED)
 
 

@@ -21,7 +21,8 @@ F64 = torch.float64
 
 
 class DiscreteSigmas:
-    """The variance-exploding view x_t = x0 + sigma_t e of a discrete :class:`Schedule`.
+    """The variance-exploding view x_t = x0 + sigma_t e of a discrete
+    [`Schedule`][noisejump.Schedule].
 
     Args:
         schedule: the discrete schedule; its last abar must be > 0 (sigma finite). For a

@@ -150,7 +150,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
 
 
 def optimizer_state(tensors: dict, json_part: dict) -> dict:
-    """Inverse of :func:`optimizer_tensors`: a dict for ``optimizer.load_state_dict``."""
+    """Inverse of ``optimizer_tensors``: a dict for ``optimizer.load_state_dict``."""
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         _, param, name = key.split(".", 2)

@@ -21,7 +21,7 @@ import torch
 
 from .data import digits_split
 from .restore import load_trained
-from .sampling import DDIM_STEPS, sample
+from .sampling import sample, sampler_steps
 
 #: Done-when thresholds (issue 5): FD ratio at most, nearest-distance ratio at least.
 MAX_FD_RATIO = 1.5
@@ -131,11 +131,7 @@ def evaluate_run(
             "run": str(trained.run_dir),
             "step": trained.step,
             "sampler": sampler,
-            "sampler_steps": (
-                min(steps or DDIM_STEPS, trained.process.num_steps)
-                if sampler == "ddim"
-                else trained.process.num_steps
-            ),
+            "sampler_steps": sampler_steps(sampler, trained.process.num_steps, steps),
             "seed": seed,
         }
     )

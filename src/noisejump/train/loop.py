@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import sys
 import time
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from ..objective import TimestepSampler, keyed_uniform, loss_weights, target
 from ..rng import training_keys
 from . import checkpoint, data, distributed
 from .config import TrainConfig, check_resume_config
+from .progress import LOSS_WINDOW, Progress
 
 
 def train(config: TrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> dict:
@@ -88,7 +87,7 @@ def _train(config, run_dir, resume, progress, world, device) -> dict:
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     order = data.DataOrder(len(images), config.seed)
-    meter = _Meter(config.steps, start, config.batch_size, enabled=progress and world.is_main)
+    meter = Progress(config.steps, start, config.batch_size, enabled=progress and world.is_main)
     ema_decay = 0.5 ** (config.batch_size / (config.ema_halflife_ksamples * 1000))
     autocast = device.type == "cuda" and config.bf16
     started = time.perf_counter()
@@ -163,7 +162,8 @@ def _train(config, run_dir, resume, progress, world, device) -> dict:
             (config.steps - start) * config.batch_size / max(train_seconds, 1e-9), 1
         ),
         "noise_share": round(meter.noise_share, 4),
-        "final_loss": _mean(losses[-100:]),
+        "final_loss_last_step": losses[-1] if losses else None,
+        f"final_loss_mean_last_{LOSS_WINDOW}": _mean(losses[-LOSS_WINDOW:]),
         "processes": world.size,
         "device": str(device),
     }
@@ -219,7 +219,7 @@ def _ema_update(ema, model, decay: float) -> None:
 
 def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
     from . import pictures
-    from .sampling import sample
+    from .sampling import sample, sampler_steps
 
     written: dict[str, object] = {"losses": str(run_dir / "losses.json")}
     (run_dir / "losses.json").write_text(json.dumps(losses))
@@ -237,7 +237,9 @@ def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
             seed=config.seed,
             device=device,
         )
-        pictures.save_grid(images, run_dir / "samples.png")
+        steps = sampler_steps("ddim", process.num_steps)
+        caption = pictures.sample_caption(config.steps, "ddim", steps, config.seed, "ema")
+        pictures.save_grid(images, run_dir / "samples.png", caption=caption)
         written["samples_png"] = str(run_dir / "samples.png")
         written["sampling_seconds"] = round(time.perf_counter() - start, 2)
     return written
@@ -245,47 +247,3 @@ def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
 
 def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-class _Meter:
-    """Progress line: step, loss, samples/s and the share of step time spent noising."""
-
-    def __init__(self, steps: int, start: int, batch: int, enabled: bool):
-        self.steps, self.batch, self.enabled = steps, batch, enabled
-        self.step_seconds = self.noise_seconds = 0.0
-        self.count, self.last_print = 0, 0.0
-        self.tty = sys.stderr.isatty()
-        self.every = max(1, (steps - start) // 10)
-
-    @property
-    def noise_share(self) -> float:
-        return self.noise_seconds / self.step_seconds if self.step_seconds else math.nan
-
-    def update(self, step, loss, step_seconds, noise_seconds):
-        self.step_seconds += step_seconds
-        self.noise_seconds += noise_seconds
-        self.count += 1
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if self.tty and now - self.last_print < 0.5 and step != self.steps:
-            return
-        if not self.tty and step % self.every and step != self.steps:
-            return
-        self.last_print = now
-        rate = self.count * self.batch / self.step_seconds
-        filled = int(20 * step / self.steps)
-        line = (
-            f"[{'#' * filled}{'.' * (20 - filled)}] step {step}/{self.steps}  loss {loss:.4f}"
-            f"  {rate:.0f} samples/s  noising {100 * self.noise_share:.1f}% of step time"
-        )
-        print(
-            ("\r" + line) if self.tty else line,
-            end="" if self.tty else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def close(self):
-        if self.enabled and self.tty:
-            print(file=sys.stderr)

@@ -14,15 +14,19 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+#: Pixels per image side a grid aims for: an 8 x 8 digit is drawn 8 x larger (nearest).
+TILE_PIXELS = 64
+
+
 def grid(
     images: torch.Tensor, columns: int | None = None, scale: int | None = None, pad: int = 1
 ) -> np.ndarray:
     """A uint8 (H', W', 3) mosaic of images in [-1, 1], row-major, upscaled ``scale`` x
-    (nearest; default: up to about 32 pixels per image side)."""
+    (nearest neighbour; default: up to ``TILE_PIXELS`` per image side)."""
     n, _, h, w = images.shape
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
-    scale = scale or max(1, 32 // max(h, w))
+    scale = scale or max(1, TILE_PIXELS // max(h, w))
     tiles = to_uint8(images)
     if tiles.shape[-1] == 1:
         tiles = np.repeat(tiles, 3, axis=-1)
@@ -38,11 +42,63 @@ def grid(
     return out
 
 
-def save_grid(images: torch.Tensor, path, columns: int | None = None) -> Path:
-    from PIL import Image
+def save_grid(images: torch.Tensor, path, columns: int | None = None, caption: str = "") -> Path:
+    """``grid(images, columns)`` as a PNG; a ``caption`` is drawn above the grid and kept
+    in the file's "Description" text chunk."""
+    from PIL import Image, PngImagePlugin
 
-    Image.fromarray(grid(images, columns)).save(path)
+    picture = Image.fromarray(grid(images, columns))
+    info = PngImagePlugin.PngInfo()
+    if caption:
+        picture = _captioned(picture, caption)
+        info.add_text("Description", caption)
+    picture.save(path, pnginfo=info)
     return Path(path)
+
+
+def sample_caption(step: int, sampler: str, sampler_steps: int, seed: int, weights: str) -> str:
+    """What a grid of samples shows, e.g. "checkpoint step 4000, ddim 50 steps, seed 0, ema
+    weights"."""
+    return (
+        f"checkpoint step {step}, {sampler} {sampler_steps} steps, seed {seed}, {weights} weights"
+    )
+
+
+def _captioned(picture, caption: str, size: int = 13):
+    """``picture`` below ``caption`` in black on white, the text wrapped at ", " to the
+    picture's width (the picture widened when one piece is wider still)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=size)
+    measure = ImageDraw.Draw(picture).textlength
+    lines: list[str] = []
+    for piece in caption.split(", "):
+        joined = f"{lines[-1]}, {piece}" if lines else piece
+        if lines and measure(joined, font=font) <= picture.width - 8:
+            lines[-1] = joined
+        else:
+            lines.append(piece)
+    width = max(picture.width, *(int(measure(line, font=font)) + 8 for line in lines))
+    band = (size + 4) * len(lines) + 4
+    out = Image.new("RGB", (width, picture.height + band), "white")
+    out.paste(picture, ((width - picture.width) // 2, band))
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        draw.text((4, 3 + i * (size + 4)), line, fill="black", font=font)
+    return out
+
+
+def output_path(out, default_name: str) -> Path:
+    """Where a picture command writes: ``out``, or ``out/default_name`` when ``out`` is a
+    folder (an existing one, or a path ending in a separator); ".png" is added to a name
+    without a suffix (matplotlib would add it unseen); missing parent folders are made."""
+    path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", "\\")):
+        path = path / default_name
+    elif not path.suffix:
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def plot_losses(losses, path) -> Path:

@@ -56,7 +56,7 @@ def ddim_sample(
     """Deterministic DDIM (eta = 0) on ``steps`` evenly spaced steps (default: 50, or all
     T steps when T < 50); returns x0 samples."""
     T = process.num_steps
-    steps = min(DDIM_STEPS, T) if steps is None else steps
+    steps = sampler_steps("ddim", T, steps)
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
     keep = spaced_steps(T, steps).tolist()  # "linspace", as diffusers' DDIM
@@ -72,6 +72,14 @@ def ddim_sample(
         j = keep[i - 1]
         x = signal[j] * x0_hat + sigma[j] * e_hat
     return x
+
+
+def sampler_steps(sampler: str, num_steps: int, steps: int | None = None) -> int:
+    """The network evaluations ``sample`` makes: ddpm all ``num_steps``; ddim ``steps``
+    (default ``DDIM_STEPS``, or ``num_steps`` when fewer)."""
+    if sampler == "ddpm":
+        return num_steps
+    return min(DDIM_STEPS, num_steps) if steps is None else steps
 
 
 def sample(

@@ -37,7 +37,8 @@ class ContinuousSchedule:
     """Base class: a Gaussian forward process with float time t per sample.
 
     Subclasses set ``t_max`` (``math.inf`` for an unbounded time such as EDM's sigma) and
-    ``time_name``, and implement :meth:`log_signal_sigma`.
+    ``time_name``, and implement
+    [`log_signal_sigma`][noisejump.continuous.ContinuousSchedule.log_signal_sigma].
     """
 
     is_continuous = True

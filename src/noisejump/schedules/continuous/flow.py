@@ -33,7 +33,9 @@ class FlowMatching(ContinuousSchedule):
     """x_t = (1 - t) x0 + t e for t in [0, 1]; t = 1 is pure noise (SNR 0).
 
     Args:
-        shift: the time shift applied by :meth:`sample_t` (1 = none; SD3 uses 3 at 1024^2).
+        shift: the time shift applied by
+            [`sample_t`][noisejump.continuous.FlowMatching.sample_t] (1 = none; SD3 uses 3 at
+            1024^2).
         logit_mean, logit_std: m and s of the logit-normal training times (0 and 1).
     """
 
