@@ -260,8 +260,8 @@ def test_per_element_posterior_with_correlated_noise_conditions_the_chain():
     x_t, _ = process.q_sample(x0, t.expand(2, *event), generator=torch.Generator().manual_seed(2))
     j_s = chain_jacobian(process, s.clamp(min=-1), event, 30)
     j_t = chain_jacobian(process, t, event, 30)
-    root_s = SCHEDULE.table("log_alphas_cumprod_x0", "cpu")[s.flatten() + 1].div(2).exp()
-    root_t = SCHEDULE.table("log_alphas_cumprod_x0", "cpu")[t.flatten() + 1].div(2).exp()
+    root_s = SCHEDULE._table("log_alphas_cumprod_x0", "cpu")[s.flatten() + 1].div(2).exp()
+    root_t = SCHEDULE._table("log_alphas_cumprod_x0", "cpu")[t.flatten() + 1].div(2).exp()
     mean, cov = process.q_posterior(x0, x_t, t.expand(2, *event))
     # Gaussian conditioning with the chain's own covariances (J_a^T J_b), not the formula
     cov_ss, cov_st, cov_tt = j_s.T @ j_s, j_s.T @ j_t, j_t.T @ j_t

@@ -129,8 +129,8 @@ def test_public_tables_are_copies():
 
 def test_device_tables_are_cached():
     schedule = get_schedule("linear", 10)
-    first = schedule.table("signal", "cpu", torch.float32)
-    assert schedule.table("signal", "cpu", torch.float32) is first
+    first = schedule._table("signal", "cpu", torch.float32)
+    assert schedule._table("signal", "cpu", torch.float32) is first
     assert first.dtype == torch.float32
     torch.testing.assert_close(first.double(), schedule.sqrt_alphas_cumprod, rtol=1e-7, atol=0)
 

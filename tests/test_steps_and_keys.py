@@ -6,6 +6,7 @@ import torch
 
 import noisejump as nj
 from noisejump import rng
+from noisejump.loss import keyed_mse
 from noisejump.continuous import VPSDE
 from noisejump.schedules import DiscreteSigmas
 
@@ -91,3 +92,22 @@ def test_marginal_returns_fresh_tensors(schedule):
         assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
     x_t, _ = PROCESS.q_sample(X0, 5, noise=torch.zeros_like(X0))
     assert torch.allclose(x_t, SCHEDULE.sqrt_alphas_cumprod[5].float() * X0)
+
+
+def test_numpy_seed_and_keys_work_as_torch_ones():
+    import numpy as np
+
+    expected = rng.keyed_normal((2, 6), seed=5, keys=torch.tensor([3, 4]))
+    got = rng.keyed_normal((2, 6), seed=np.uint64(5), keys=np.array([3, 4]))
+    assert torch.equal(expected, got)
+
+
+@pytest.mark.parametrize("which", ["model_output", "x0"])
+def test_keyed_mse_refuses_float8(which):
+    good = torch.zeros(3, 2, 4, 4)
+    bad = good.to(torch.float8_e4m3fn)
+    arguments = {"model_output": good, "x0": good, which: bad}
+    with pytest.raises(TypeError, match=f"{which} must be a floating tensor.*float8"):
+        nj.loss.keyed_mse(
+            PROCESS, arguments["model_output"], 5, seed=1, keys=torch.arange(3), x0=arguments["x0"]
+        )

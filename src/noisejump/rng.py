@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._numpy import from_numpy
 from .checks import check_device, check_range
 
 __all__ = [
@@ -194,6 +195,7 @@ def key_words(
     [0, 2^64)), a (B, 2) key two 32-bit words. ``device``: the sample's device, where
     the keys must live unless they are on the CPU (``noisejump.checks.check_device``).
     """
+    seed, stream, keys = from_numpy(seed), from_numpy(stream), from_numpy(keys)
     for name, value, bound in (("seed", seed, "2^64"), ("stream", stream, "2^32")):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int in [0, {bound}), got {value!r}")
@@ -259,7 +261,10 @@ def keyed_normal(
     shape = tuple(int(n) for n in shape)
     if len(shape) < 1:
         raise ValueError("shape must have a batch dimension, got ()")
-    device = keys.device if device is None else torch.device(device)
+    keys = from_numpy(keys)
+    if device is None:
+        device = keys.device if isinstance(keys, torch.Tensor) else torch.device("cpu")
+    device = torch.device(device)
     seed_words, key_a, key_b = key_words(seed, keys, shape[0], stream, device)
     if math.prod(shape[1:]) > 4 * MAX_GROUPS:
         raise ValueError(

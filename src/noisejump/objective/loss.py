@@ -23,6 +23,7 @@ import torch
 from ..kernels.affine import compute_dtype
 from ..kernels.mse import keyed_mse_fused, mse_and_grad
 from ..kernels.q_sample import diagonal_scale, fused_noise_scale, q_sample_keyed
+from ..processes.forward import _FLOATS, SAMPLE_DTYPES
 from ..processes.plan import is_per_element
 from ..rng import key_words
 from ..schedules import Schedule
@@ -131,12 +132,14 @@ def keyed_mse(
     """
     if prediction not in LOSS_PREDICTIONS:
         raise ValueError(f"prediction must be one of {LOSS_PREDICTIONS}, got {prediction!r}")
-    if not isinstance(model_output, torch.Tensor) or not model_output.dtype.is_floating_point:
-        raise TypeError(f"model_output must be a floating tensor, got {type(model_output)}")
+    if not isinstance(model_output, torch.Tensor) or model_output.dtype not in SAMPLE_DTYPES:
+        kind = model_output.dtype if isinstance(model_output, torch.Tensor) else type(model_output)
+        raise TypeError(f"model_output must be {_FLOATS}, got {kind}")
     if prediction == "v" and x0 is None:
         raise ValueError("prediction='v' needs x0: its target is signal_t e - sigma_t x0")
-    if x0 is not None and not isinstance(x0, torch.Tensor):
-        raise TypeError(f"x0 must be a tensor or None, got {type(x0).__name__}")
+    if x0 is not None and (not isinstance(x0, torch.Tensor) or x0.dtype not in SAMPLE_DTYPES):
+        kind = x0.dtype if isinstance(x0, torch.Tensor) else type(x0).__name__
+        raise TypeError(f"x0 must be {_FLOATS} or None, got {kind}")
     if x0 is not None and (x0.shape != model_output.shape or x0.device != model_output.device):
         raise ValueError(
             f"x0 must match model_output's shape {tuple(model_output.shape)} and device "

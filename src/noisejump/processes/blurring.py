@@ -100,8 +100,8 @@ class BlurringProcess(TimeVaryingProcess):
         lam = math.pi**2 * (k_y**2 + k_x**2)
         tau = (self._blur_sigmas**2 / 2)[:, None, None]
         d = (1 - self.min_scale) * torch.exp(-lam * tau) + self.min_scale
-        signal = self.schedule.table("signal", "cpu")[:, None, None]
-        sigma2 = (self.schedule.table("sigma", "cpu") ** 2)[:, None, None]
+        signal = self.schedule._table("signal", "cpu")[:, None, None]
+        sigma2 = (self.schedule._table("sigma", "cpu") ** 2)[:, None, None]
         a = signal * d
         a_prev = torch.cat([torch.ones_like(a[:1]), a[:-1]])
         sigma2_prev = torch.cat([torch.zeros_like(sigma2[:1]), sigma2[:-1]])
@@ -151,7 +151,7 @@ class BlurringProcess(TimeVaryingProcess):
         else:
             a_t = a[int(t)]
         a_t = a_t.to(device=x0.device, dtype=cd)
-        sigma = self.schedule.table("sigma", x0.device, cd)[t]
+        sigma = self.schedule._table("sigma", x0.device, cd)[t]
         # U(sigma_t e) has the law of sigma_t e (U orthonormal): no transform for the noise
         return self._dct(a_t * self._dct(x0.to(cd)), inverse=True), sigma * draw(0)
 
@@ -178,7 +178,7 @@ class BlurringProcess(TimeVaryingProcess):
         block = basis.T @ torch.diag(a[t].flatten()) @ basis
         channels = math.prod(event_shape[:-2])
         mean_op = torch.block_diag(*[block] * channels)
-        sigma2 = float(self.schedule.table("sigma", "cpu")[t] ** 2)
+        sigma2 = float(self.schedule._table("sigma", "cpu")[t] ** 2)
         return mean_op, sigma2 * torch.eye(mean_op.shape[0], dtype=F64)
 
     def q_posterior(
@@ -196,7 +196,7 @@ class BlurringProcess(TimeVaryingProcess):
         a, r, root_q = self._tables(*x_t.shape[-2:])
         if t == 0:
             return x0.clone(), torch.zeros(tuple(x_t.shape[-2:]), dtype=F64)
-        sigma2 = self.schedule.table("sigma", "cpu") ** 2
+        sigma2 = self.schedule._table("sigma", "cpu") ** 2
         u0, u_t = self._dct(x0.to(F64)), self._dct(x_t.to(F64))
         gain = sigma2[t - 1] * r[t] / sigma2[t]
         mean = a[t - 1] * u0 + gain * (u_t - a[t] * u0)

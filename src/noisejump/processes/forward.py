@@ -236,8 +236,8 @@ class ForwardProcess:
         cd = _compute_dtype(x0.dtype)
         x = x0.to(cd, copy=True)
         # Python floats from the CPU float64 tables: no device read per step.
-        sqrt_alphas = self.schedule.table("sqrt_alphas", "cpu").tolist()
-        sqrt_betas = self.schedule.table("sqrt_betas", "cpu").tolist()
+        sqrt_alphas = self.schedule._table("sqrt_alphas", "cpu").tolist()
+        sqrt_betas = self.schedule._table("sqrt_betas", "cpu").tolist()
         per_sample = isinstance(t, torch.Tensor) and t.dim() > 0
         last = int(t.max()) if per_sample else int(t)
         for k in range(last + 1):

@@ -115,7 +115,7 @@ class MixtureProcess(TimeVaryingProcess):
         self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cd = x0.dtype if x0.dtype == F64 else torch.float32
-        signal = self.schedule.table("signal", x0.device, cd)[t]
+        signal = self.schedule._table("signal", x0.device, cd)[t]
         mean = signal * x0.to(cd)
         c_t = self._coefficient(self._c.sqrt(), t, mean)
         total: Any = 0  # 0, then a tensor
@@ -156,7 +156,7 @@ class MixtureProcess(TimeVaryingProcess):
 
     def moments(self, event_shape: tuple[int, ...], t: int) -> tuple[torch.Tensor, torch.Tensor]:
         d = math.prod(event_shape)
-        signal = float(self.schedule.table("signal", "cpu")[t])
+        signal = float(self.schedule._table("signal", "cpu")[t])
         return signal * torch.eye(d, dtype=F64), self.covariance(event_shape, t)
 
     def q_posterior(
@@ -177,7 +177,7 @@ class MixtureProcess(TimeVaryingProcess):
         self.check_event(event)
         if t == 0:
             return x0.clone(), torch.zeros(event, dtype=F64)
-        signal = self.schedule.table("signal", "cpu")
+        signal = self.schedule._table("signal", "cpu")
         a = math.sqrt(float(self.schedule.alphas[t]))
         residual = x_t.to(F64) - float(signal[t]) * x0.to(F64)  # x_t - E[x_t | x0]
         prior_mean = float(signal[t - 1]) * x0.to(F64)

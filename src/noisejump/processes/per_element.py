@@ -37,7 +37,7 @@ def kernel(log_abar_a: torch.Tensor, log_abar_b: torch.Tensor) -> torch.Tensor:
 
 def log_alphas_cumprod(schedule: Any, steps: torch.Tensor) -> torch.Tensor:
     """log abar at code steps (-1 is the data: 0), float64 on the CPU."""
-    table = schedule.table("log_alphas_cumprod_x0", "cpu")
+    table = schedule._table("log_alphas_cumprod_x0", "cpu")
     return table[steps.long().cpu() + 1]
 
 

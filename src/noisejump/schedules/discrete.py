@@ -237,14 +237,15 @@ class Schedule:
 
     # ---- the interface ForwardProcess uses ---------------------------------------------------
 
-    def table(
+    def _table(
         self, name: str, device: torch.device | str, dtype: torch.dtype = F64
     ) -> torch.Tensor:
         """A cached copy of an internal table on ``device`` in ``dtype`` (built in float64).
 
         Names: ``signal``/``sigma`` (length T), ``signal_sigma`` (both, 2 x T),
         ``log_alphas_cumprod_x0`` (length T + 1, entry 0 is step -1, the data),
-        ``sqrt_alphas``/``sqrt_betas`` (one chain step). Internal: never hand it out.
+        ``sqrt_alphas``/``sqrt_betas`` (one chain step). Private: the process and its
+        helpers read it; the public tables (``alphas_cumprod``, ...) are fresh copies.
         """
         key = (name, device, dtype)
         cached = self._cache.get(key)
@@ -338,7 +339,7 @@ class Schedule:
 
         Fresh tensors of t's shape (one gather from a cached two-row table): changing them
         changes nothing else."""
-        pair = self.table("signal_sigma", device, dtype)[:, t]
+        pair = self._table("signal_sigma", device, dtype)[:, t]
         if isinstance(t, int):
             pair = pair.clone()  # an int index gives a view of the table
         return pair[0], pair[1]
@@ -352,7 +353,7 @@ class Schedule:
         (Kingma et al. 2021, eq. 19), with abar_{-1} = 1; computed in float64 as
         exp(delta / 2) and -expm1(delta), delta = log abar_t - log abar_s.
         """
-        log_abar = self.table("log_alphas_cumprod_x0", device)
+        log_abar = self._table("log_alphas_cumprod_x0", device)
         delta = log_abar[t + 1] - log_abar[s + 1]  # entry 0 is step -1
         return torch.exp(0.5 * delta).to(dtype), (-torch.expm1(delta)).to(dtype)
 

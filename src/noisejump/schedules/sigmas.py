@@ -60,7 +60,7 @@ class DiscreteSigmas:
         """Validated integer steps, exactly as the underlying schedule takes them."""
         return self.base.steps(t, like, name=name, lowest=lowest, validate=validate)
 
-    def table(self, name: str, device: Any, dtype: torch.dtype = F64) -> torch.Tensor:
+    def _table(self, name: str, device: Any, dtype: torch.dtype = F64) -> torch.Tensor:
         """Cached per-device tables: ``signal`` (ones), ``sigma``, ``sigma2_x0`` (length
         T + 1, entry 0 the data), ``sqrt_alphas`` (ones), ``sqrt_betas`` (one chain step)."""
         key = (name, torch.device(device), dtype)
@@ -86,7 +86,7 @@ class DiscreteSigmas:
         self, t: Any, device: Any, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, sigma_t) of q(x_t | x0) = N(x0, sigma_t^2 I), gathered at t."""
-        sigma = self.table("sigma", device, dtype)[t]
+        sigma = self._table("sigma", device, dtype)[t]
         if isinstance(t, int):
             sigma = sigma.clone()  # an int index gives a view of the table
         return torch.ones_like(sigma), sigma
@@ -95,7 +95,7 @@ class DiscreteSigmas:
         self, s: Any, t: Any, device: Any, dtype: torch.dtype = F64
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, sigma_t^2 - sigma_s^2) of q(x_t | x_s), s = -1 the data (sigma 0)."""
-        sigma2 = self.table("sigma2_x0", device)
+        sigma2 = self._table("sigma2_x0", device)
         variance = sigma2[t + 1] - sigma2[s + 1]  # entry 0 is step -1
         return torch.ones_like(variance).to(dtype), variance.to(dtype)
 
