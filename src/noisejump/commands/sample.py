@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from ._types import positive_int
+from ._types import positive_int, seed
 
 
 def add_parser(subparsers) -> None:
@@ -38,7 +39,7 @@ def add_parser(subparsers) -> None:
         help="DDIM steps (default: 50, or the schedule's T when smaller)",
     )
     p.add_argument("--num", type=positive_int, default=64, help="samples (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
     p.add_argument(
         "--weights",
         choices=("ema", "model"),
@@ -56,13 +57,21 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    from ..train import checkpoint, files
     from ..train.pictures import save_grid
     from ..train.restore import load_trained
     from ..train.sampling import sample
 
     trained = load_trained(args.checkpoint, weights=args.weights, device=args.device)
+    out = Path(args.out) if args.out else trained.run_dir / f"samples-{args.sampler}"
+    inside = checkpoint.inside_checkpoint(out, trained.run_dir)
+    if inside is not None:
+        raise ValueError(
+            f"--out {str(out)!r} is inside checkpoint folder {str(inside)!r}; sample never "
+            "writes into checkpoints: choose a path outside them"
+        )
     images = sample(
         trained.model,
         trained.process,
@@ -73,17 +82,15 @@ def run(args) -> int:
         steps=args.steps,
         device=torch.device(args.device),
     )
-    out = Path(args.out) if args.out else trained.run_dir / f"samples-{args.sampler}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(images, out.with_suffix(".png"))
-    save_file({"samples": images.cpu().contiguous()}, str(out.with_suffix(".safetensors")))
-    print(
-        json.dumps(
-            {
-                "png": str(out.with_suffix(".png")),
-                "tensor": str(out.with_suffix(".safetensors")),
-                "shape": list(images.shape),
-            }
-        )
-    )
+    if not torch.isfinite(images).all():
+        raise ValueError(f"sampling {args.checkpoint!r} gave non-finite values; nothing written")
+    png, tensor = out.with_suffix(".png"), out.with_suffix(".safetensors")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(images, png)
+        files.replace(tensor, save({"samples": images.cpu().contiguous()}))
+    except OSError as error:
+        print(f"noisejump sample: error: could not write {out}.*: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"png": str(png), "tensor": str(tensor), "shape": list(images.shape)}))
     return 0
