@@ -269,3 +269,35 @@ def test_a_signal_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path,
     assert [p.name for p in checkpoint.complete_checkpoints(run)] == ["step-00000006"]
     assert checkpoint.load(run / "checkpoints" / "step-00000006")[1]["step"] == 6
     assert resume_and_compare(run, whole)["resumed_from"] == 6
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, whole):
+    run, log = tmp_path / "run", tmp_path / "stderr.txt"
+
+    def twice_in_step_6(step, rank):
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the second acts at once
+
+    def child():
+        faults.in_step = twice_in_step_6  # only in this forked child
+        return main(["train", str(run), "--quiet", *cli_args(CONFIG)])
+
+    assert in_child(child, stderr=log) == 130
+    err = log.read_text()
+    assert "stopped at once (second interrupt)" in err and "Traceback" not in err, err
+    assert [p.name for p in checkpoint.complete_checkpoints(run)] == ["step-00000004"]
+    assert resume_and_compare(run, whole)["resumed_from"] == 4
+
+
+def test_a_checkpoint_from_before_checksums_is_read_with_a_warning(tmp_path, whole, capsys):
+    run = tmp_path / "run"
+    train(tiny_config(steps=4, checkpoint_every=4), run, progress=False)
+    state_file = run / "checkpoints" / "step-00000004" / "state.json"
+    state = json.loads(state_file.read_text())
+    for key in ("sha256", "state_sha256", "data_fingerprint", "step_seconds", "noise_seconds"):
+        del state[key]  # what format 1 wrote
+    state_file.write_text(json.dumps({**state, "format_version": 1}))
+    summary = train(CONFIG, run, resume=True, progress=False)
+    assert summary["resumed_from"] == 4 and losses(run) == whole
+    assert "written before checksums: not verified" in capsys.readouterr().err

@@ -349,6 +349,8 @@ def test_divergence_watch_flags_growth_by_its_stated_rule():
     # Negative controls: growth to 9x never trips it, nor does a lone spike of 400x.
     assert first_flag([1.0] * 100 + [9.0] * 100) is None
     assert first_flag([1.0] * 100 + [400.0] + [1.0] * 60) is None
+    # The stated bound for one batch: (x + 49) / 50 > 10 needs x > 451.
+    assert first_flag([1.0] * 100 + [460.0] + [1.0] * 60)["first_step"] == 101
     watch = DivergenceWatch()
     watch.update(1, math.nan)
     assert watch.flag == "DIVERGED: loss is nan"

@@ -5,8 +5,9 @@ With the window W = 50 and the factor F = 10:
     m_k = (loss_{k-W+1} + ... + loss_k) / W      the mean of the last W losses (k >= W)
     diverging at step k  <=>  m_k > F min_{W <= j <= k} m_j
 
-One batch alone trips it only if its loss exceeds about W F = 500 times the best mean,
-and a loss that plateaus or creeps up after its best stays far below 10x. A non-finite
+One batch alone, among W - 1 losses at the best mean b, trips it only if its loss x
+exceeds (W F - W + 1) b = 451 b ((x + 49 b) / 50 > 10 b); a loss that plateaus or creeps
+up after its best stays far below 10x. A non-finite
 loss stops the run (``loop.py`` raises ``Diverged`` before anything more is written);
 growth only flags it, in the progress line and in the summary's "divergence", since the
 run may recover and its checkpoints are still finite.
