@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
         "sample",
         help="sample images from a checkpoint (ancestral DDPM or DDIM)",
         description=(
-            "Loads CHECKPOINT (a run folder: its latest checkpoint; or a checkpoint "
+            "Loads CHECKPOINT (a run folder: its newest intact checkpoint; or a checkpoint "
             "directory), draws --num samples with the EMA (or raw) weights and writes "
             "OUT.png (a grid) and OUT.safetensors (the tensor 'samples', (N, C, H, W) in "
             "[-1, 1]). ddpm samples every step of the exact posterior q(x_{t-1} | x_t, x0_hat), "

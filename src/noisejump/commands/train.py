@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in RUN_DIR from its latest complete checkpoint",
+        help="continue the run in RUN_DIR from its newest intact checkpoint",
     )
     p.add_argument(
         "--allow-changed-data",
