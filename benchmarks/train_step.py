@@ -20,9 +20,9 @@ import time
 import torch
 
 from noisejump.objective import TimestepSampler, keyed_uniform
+from noisejump.rng import training_keys
 from noisejump.train import data
 from noisejump.train.config import TrainConfig
-from noisejump.train.keyed import sample_keys
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -47,7 +47,7 @@ def main() -> None:
     sampler = TimestepSampler(config.timestep_sampler, process.num_steps)
     indices = data.global_indices(0, config.batch_size, 0, 1)
     x0 = images[indices % len(images)]
-    keys = sample_keys(indices, 0)
+    keys = training_keys(indices, 0)
 
     def keyed_jump():
         t, _ = sampler.sample(keyed_uniform(config.seed, keys), indices, config.batch_size)

@@ -182,6 +182,107 @@ def test_nothing_is_mutated():
     assert torch.equal(x0, x0_copy) and torch.equal(noise, noise_copy)
 
 
+# ---- the lines around add_noise -------------------------------------------------------------
+# diffusers' examples/unconditional_image_generation/train_unconditional.py, prediction_type
+# "sample": after add_noise it reads noise_scheduler.alphas_cumprod for SNR weights. Its
+# helper _extract_into_tensor indexes the table with the timesteps first and moves the
+# result to their device second, so the table must already be on the timesteps' device:
+# diffusers' add_noise put it there (it reassigns scheduler.alphas_cumprod); the adapter
+# does not. Transcribed here (same steps, our words).
+
+
+def extract_into_tensor(table, timesteps, broadcast_shape):
+    values = table[timesteps].float().to(timesteps.device)
+    return values.reshape(-1, *[1] * (len(broadcast_shape) - 1)).expand(broadcast_shape)
+
+
+def sample_prediction_loss(alphas_cumprod, model_output, clean_images, timesteps):
+    """The script's "sample" branch: SNR-weighted MSE against x0; (loss, weights)."""
+    alpha_t = extract_into_tensor(alphas_cumprod, timesteps, (len(clean_images), 1, 1, 1))
+    snr_weights = alpha_t / (1 - alpha_t)
+    loss = snr_weights * torch.nn.functional.mse_loss(model_output, clean_images, reduction="none")
+    return loss.mean(), snr_weights
+
+
+@pytest.mark.parametrize("name", ["DDPMScheduler", "DDIMScheduler"])
+@pytest.mark.parametrize("label", ["linear", "cosine", "zero_snr"])
+def test_sample_prediction_lines_around_add_noise(name, label):
+    """The script's lines with diffusers' add_noise, and with the adapter's: on the CPU the
+    unchanged lines still run and give diffusers' numbers exactly (the scheduler's table is
+    untouched and already on the CPU); the documented replacement
+    adapter.alphas_cumprod(timesteps.device) gives abar within 1.4e-5 relative (diffusers'
+    float32 cumulative product against one rounding of the float64 value) and SNR weights
+    within 5e-4 (the script's float32 1 - abar, ~1e-4 at the first steps)."""
+    x0, noise = data()
+    model_output = data(seed=1)[0]
+    timesteps = torch.arange(T)
+    ours_scheduler = getattr(diffusers, name)(**BETAS[label])
+    theirs_scheduler = getattr(diffusers, name)(**BETAS[label])
+    theirs_scheduler.add_noise(x0, noise, timesteps)
+    loss, weights = sample_prediction_loss(
+        theirs_scheduler.alphas_cumprod, model_output, x0, timesteps
+    )
+    adapter = DiffusersAdapter(ours_scheduler)
+    adapter.add_noise(x0, noise, timesteps)
+    unchanged = sample_prediction_loss(ours_scheduler.alphas_cumprod, model_output, x0, timesteps)
+    assert torch.equal(unchanged[0], loss) and torch.equal(unchanged[1], weights)
+    replaced = sample_prediction_loss(
+        adapter.alphas_cumprod(timesteps.device), model_output, x0, timesteps
+    )
+    torch.testing.assert_close(
+        adapter.alphas_cumprod(), theirs_scheduler.alphas_cumprod, rtol=1.4e-5, atol=0
+    )
+    torch.testing.assert_close(replaced[1], weights, rtol=5e-4, atol=0)
+    torch.testing.assert_close(replaced[0], loss, rtol=5e-4, atol=0)
+    # diffusers' compute_snr moves the table itself: it needs no change
+    from diffusers.training_utils import compute_snr
+
+    torch.testing.assert_close(
+        compute_snr(ours_scheduler, timesteps),
+        compute_snr(theirs_scheduler, timesteps),
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_alphas_cumprod_is_a_fresh_table_in_the_asked_dtype():
+    adapter = DiffusersAdapter(diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2"))
+    exact = adapter.process.schedule.alphas_cumprod
+    assert torch.equal(adapter.alphas_cumprod(dtype=F64), exact)
+    table = adapter.alphas_cumprod("cpu")
+    assert table.dtype == torch.float32 and torch.equal(table, exact.float())
+    table.add_(1)  # the caller's copy: the next call is unharmed
+    assert torch.equal(adapter.alphas_cumprod("cpu"), exact.float())
+    euler = DiffusersAdapter(diffusers.EulerDiscreteScheduler())
+    torch.testing.assert_close(
+        euler.alphas_cumprod(), diffusers.EulerDiscreteScheduler().alphas_cumprod, rtol=1e-6, atol=0
+    )
+    with pytest.raises(TypeError, match="has no alphas_cumprod"):
+        DiffusersAdapter(diffusers.FlowMatchEulerDiscreteScheduler()).alphas_cumprod()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sample_prediction_lines_on_a_gpu_need_the_replacement():
+    """On a GPU the unchanged line fails with the adapter (a CPU table indexed by CUDA
+    timesteps) and the documented replacement runs, as close as on the CPU."""
+    x0, noise = (v.cuda() for v in data())
+    timesteps = torch.arange(T, device="cuda")
+    theirs = diffusers.DDPMScheduler()
+    theirs.add_noise(x0, noise, timesteps)
+    assert theirs.alphas_cumprod.device.type == "cuda"  # diffusers moved it
+    loss, _ = sample_prediction_loss(theirs.alphas_cumprod, x0 * 0.5, x0, timesteps)
+    ours = diffusers.DDPMScheduler()
+    adapter = DiffusersAdapter(ours)
+    adapter.add_noise(x0, noise, timesteps)
+    assert ours.alphas_cumprod.device.type == "cpu"  # the adapter did not
+    with pytest.raises(RuntimeError):
+        sample_prediction_loss(ours.alphas_cumprod, x0 * 0.5, x0, timesteps)
+    replaced, _ = sample_prediction_loss(
+        adapter.alphas_cumprod(timesteps.device), x0 * 0.5, x0, timesteps
+    )
+    torch.testing.assert_close(replaced, loss, rtol=5e-4, atol=0)
+
+
 # ---- bad input -------------------------------------------------------------------------
 
 
@@ -247,9 +348,7 @@ def test_add_fresh_noise_for_flow_matching():
     torch.testing.assert_close(x_t, adapter.scale_noise(x0, timesteps, noise))
 
 
-@pytest.mark.parametrize("options", [[], ["--keyed", "--prediction", "v_prediction"]])
-def test_example_trains_a_tiny_unet(options):
-    """examples/train_diffusers_unet.py runs 3 steps and its losses are finite and change."""
+def load_example():
     import importlib.util
     from pathlib import Path
 
@@ -257,9 +356,44 @@ def test_example_trains_a_tiny_unet(options):
     spec = importlib.util.spec_from_file_location("train_diffusers_unet", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    losses = example.main(["--steps", "3", "--batch", "4", *options])
+    return example
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--keyed", "--prediction", "v_prediction"],
+        ["--keyed", "--batch", "2", "--accumulate", "2"],
+    ],
+)
+def test_example_trains_a_tiny_unet(options):
+    """examples/train_diffusers_unet.py runs 3 steps and its losses are finite and change."""
+    losses = load_example().main(["--steps", "3", "--batch", "4", *options])
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
     assert len(set(losses)) == 3
+
+
+def test_example_keys_are_distinct_in_a_step_and_independent_of_accumulation():
+    """The example keys by (data set index, step): with --accumulate 4 every sample of a
+    step has its own key, and each image gets the same noise at a step as with one
+    micro-batch of 32 (the old arange(batch) keys gave the 4 micro-batches equal noise)."""
+    example = load_example()
+    for step in (0, 7, 8, 100):  # 8 steps of 32 make an epoch of 256: 8 starts the next
+        split = example.micro_batch_keys(step, batch=8, accumulate=4, seed=0)
+        (whole,) = example.micro_batch_keys(step, batch=32, accumulate=1, seed=0)
+        assert len(split) == 4 and torch.equal(torch.cat(split), whole)
+        assert len(set(whole[:, 0].tolist())) == 32 and set(whole[:, 1].tolist()) == {step}
+        adapter = DiffusersAdapter(diffusers.DDPMScheduler())
+        x0 = torch.zeros(8, 1, 8, 8)
+        t = torch.full((8,), 999)
+        noise = [adapter.add_fresh_noise(x0, t, seed=0, keys=k)[1] for k in split]
+        assert torch.equal(
+            torch.cat(noise),
+            adapter.add_fresh_noise(
+                torch.zeros(32, 1, 8, 8), torch.full((32,), 999), seed=0, keys=whole
+            )[1],
+        )
 
 
 def test_sigma_view_chain_matches_its_closed_form():

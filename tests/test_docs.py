@@ -8,7 +8,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("page", ["docs/shortcut.md", "docs/noise-families.md", "README.md"])
+PAGES = ["docs/shortcut.md", "docs/noise-families.md", "docs/keyed-noise.md", "README.md"]
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_examples_run(page, capsys):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
     assert blocks, f"{page} has no Python example"

@@ -15,7 +15,7 @@ import torch
 
 from noisejump import stats
 from noisejump.noise import available, get_noise
-from noisejump.noise.examples import EXAMPLES
+from noisejump.noise.examples import BAD_EXAMPLES, EXAMPLES
 from noisejump.noise.stationary import periodic_gaussian_kernel, periodic_gaussian_spectrum
 
 F64 = torch.float64
@@ -125,33 +125,26 @@ def test_families_do_not_mutate_their_arguments():
     assert torch.equal(white, before)
 
 
-BAD_FAMILIES = [
-    ("diagonal", {"variance": torch.tensor([1.0, -0.5])}, "variances must be > 0"),
-    ("offset", {"strength": -1.0}, "strength must be a number >= 0"),
-    ("pyramid", {"ratio": 1.0}, "ratio must be > 1"),
-    ("pyramid", {"discount": 0.0}, "discount must be in"),
-    ("colored", {"alpha": "pink"}, "alpha must be a finite number"),
-    ("rbf", {"length_scale": 0.0}, "length_scale must be a number > 0"),
-    ("spectral", {"power": -torch.ones(4, 4)}, "power spectrum is >= 0"),
-    ("spectral", {"power": torch.arange(16.0).reshape(4, 4)}, r"P\(f\) = P\(-f\)"),
-    ("frames-mixed", {"rho": 1.0}, r"rho must be a correlation in \[0, 1\)"),
-    ("frames-progressive", {"rho": -0.1}, "rho must be a correlation"),
-    ("dense", {"cov": torch.tensor([[1.0, 2.0], [2.0, 1.0]])}, "not positive definite"),
-    ("dense", {"cov": torch.ones(2, 3)}, "square"),
-    ("dense", {"scale_tril": torch.tensor([[1.0, 1.0], [0.0, 1.0]])}, "lower triangular"),
-    ("lowrank", {"cov_factor": torch.ones(4, 2), "cov_diag": -torch.ones(4)}, "must be > 0"),
-    ("lowrank", {"cov_factor": torch.ones(4, 2), "cov_diag": torch.zeros(4)}, "positive definite"),
-    ("lowrank", {"cov_factor": torch.ones(4, 2), "cov_diag": torch.ones(3)}, r"shape \(4,\)"),
-    ("sum", {"parts": [get_noise("pink")]}, "at least two"),
-    ("kronecker", {"space": get_noise("pink"), "frames": get_noise("pink")}, "frame family"),
-    ("nonexistent", {}, "unknown noise family"),
+BAD_CASES = [
+    pytest.param(name, example, id=f"{name}-{i}")
+    for name, examples in BAD_EXAMPLES.items()
+    for i, example in enumerate(examples)
 ]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "message"), BAD_FAMILIES)
-def test_bad_parameters_are_refused_at_construction(name, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        get_noise(name, **kwargs)
+def test_every_family_has_bad_examples():
+    assert sorted(BAD_EXAMPLES) == available()
+
+
+@pytest.mark.parametrize(("name", "example"), BAD_CASES)
+def test_bad_parameters_are_refused_at_construction(name, example):
+    with pytest.raises(example.error, match=example.message):
+        get_noise(name, **example.kwargs)
+
+
+def test_unknown_family_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown noise family 'nonexistent'"):
+        get_noise("nonexistent")
 
 
 BAD_EVENTS = [

@@ -267,3 +267,54 @@ def test_box_muller_of_known_uniforms():
     cos_part, sin_part = box_muller(radius_u, angle_u)
     torch.testing.assert_close(cos_part, torch.tensor([1.0, 0.0]), atol=1e-6, rtol=0)
     torch.testing.assert_close(sin_part, torch.tensor([0.0, 2.0]), atol=1e-6, rtol=1e-6)
+
+
+# ---- keys for a training loop ----------------------------------------------------------------
+
+
+def test_training_keys_are_index_and_step_words():
+    keys = rng.training_keys(torch.tensor([7, 0, 2**32 - 1]), 12)
+    assert keys.dtype == torch.int64
+    assert keys.tolist() == [[7, 12], [0, 12], [2**32 - 1, 12]]
+    micro = rng.training_keys(torch.tensor([7]), 12, micro_step=3, micro_steps=4)
+    assert micro.tolist() == [[7, 12 * 4 + 3]]  # the micro-batch counter of the run
+    assert rng.training_keys(torch.arange(2), torch.tensor(5).numpy())[0, 1] == 5
+
+
+def test_keying_by_position_gives_micro_batches_the_same_noise_and_the_check_says_so():
+    """The bug of the old example: keys from torch.arange(batch) in each of two
+    micro-batches of one step: different images, equal noise. Keys from the data set
+    indices give distinct noise, and check_distinct_keys tells the two apart."""
+    by_position = [rng.training_keys(torch.arange(4), 0) for _ in range(2)]
+    noise = [keyed_normal((4, 3, 2, 2), seed=1, keys=k) for k in by_position]
+    assert torch.equal(noise[0], noise[1])  # the defect itself
+    with pytest.raises(ValueError, match=r"key \[0, 0\] is used by rows \[0, 4\] of 8"):
+        rng.check_distinct_keys(torch.cat(by_position))
+    by_index = [rng.training_keys(torch.arange(4) + 4 * m, 0) for m in range(2)]
+    rng.check_distinct_keys(torch.cat(by_index))
+    noise = [keyed_normal((4, 3, 2, 2), seed=1, keys=k) for k in by_index]
+    assert not torch.isclose(noise[0], noise[1]).any()
+    # one index twice in a step: micro_step keeps the two draws apart
+    twice = [rng.training_keys(torch.tensor([9]), 0, micro_step=m, micro_steps=2) for m in (0, 1)]
+    rng.check_distinct_keys(torch.cat(twice))
+    with pytest.raises(ValueError, match="same noise"):
+        rng.check_distinct_keys(torch.tensor([3, 5, 3]))  # (B,) keys too
+
+
+def test_training_keys_refuse_what_does_not_fit_a_key_word():
+    with pytest.raises(
+        ValueError, match=r"indices must be integers in \[0, 2\^32\), got values in \[-1, 3\]"
+    ):
+        rng.training_keys(torch.tensor([-1, 3]), 0)
+    with pytest.raises(ValueError, match="exceeds the 32-bit key word"):
+        rng.training_keys(torch.arange(2), 2**31, micro_steps=2)
+    with pytest.raises(ValueError, match="need 0 <= micro_step < micro_steps"):
+        rng.training_keys(torch.arange(2), 0, micro_step=2, micro_steps=2)
+    with pytest.raises(ValueError, match="step must be an int >= 0, got -1"):
+        rng.training_keys(torch.arange(2), -1)
+    with pytest.raises(TypeError, match="step must be an int"):
+        rng.training_keys(torch.arange(2), 1.0)
+    with pytest.raises(TypeError, match="indices must be an integer tensor"):
+        rng.training_keys(torch.arange(2.0), 0)
+    with pytest.raises(TypeError, match=r"shape \(B,\)"):
+        rng.training_keys(torch.zeros(2, 2, dtype=torch.int64), 0)

@@ -10,23 +10,23 @@ import torch
 from noisejump import stats
 from noisejump.objective import TimestepSampler, keyed_uniform, loss_weights, min_snr_weight
 from noisejump.objective.samplers import IMPORTANCE_HISTORY
+from noisejump.rng import training_keys
 from noisejump.train import data
-from noisejump.train.keyed import sample_keys
 from noisejump.train.unet import UNet
 
 ALPHA = 1e-3  # false-alarm rate of each statistical check
 
 
 def test_keyed_uniforms_do_not_depend_on_the_batch_split():
-    keys = sample_keys(torch.arange(100, 116), step=7)
+    keys = training_keys(torch.arange(100, 116), step=7)
     whole = keyed_uniform(3, keys)
     halves = torch.cat([keyed_uniform(3, keys[:8]), keyed_uniform(3, keys[8:])])
     assert torch.equal(whole, halves)
-    assert not torch.equal(whole, keyed_uniform(3, sample_keys(torch.arange(100, 116), 8)))
+    assert not torch.equal(whole, keyed_uniform(3, training_keys(torch.arange(100, 116), 8)))
 
 
 def test_keyed_uniforms_are_uniform_and_a_skewed_law_is_rejected():
-    u = keyed_uniform(0, sample_keys(torch.arange(20_000), step=0))
+    u = keyed_uniform(0, training_keys(torch.arange(20_000), step=0))
     identity = lambda x: x  # noqa: E731  (the U(0, 1) CDF)
     assert stats.kolmogorov_pvalue(stats.ks_statistic(u, identity), len(u)) > ALPHA
     skewed = u**1.1  # named perturbation: another law on (0, 1)
@@ -37,7 +37,7 @@ def test_stratified_puts_one_sample_in_each_stratum_across_ranks():
     T, B = 1000, 16
     sampler = TimestepSampler("stratified", T)
     positions = torch.arange(B)
-    u = keyed_uniform(0, sample_keys(positions, 0))
+    u = keyed_uniform(0, training_keys(positions, 0))
     t, w = sampler.sample(u, positions, B)
     assert torch.equal(t * B // T, positions) and torch.equal(w, torch.ones(B))
     rank1 = sampler.sample(u[8:], positions[8:], B)[0]  # rank 1 of 2 draws its own strata
@@ -45,7 +45,7 @@ def test_stratified_puts_one_sample_in_each_stratum_across_ranks():
 
 
 def test_uniform_and_logit_normal_ranges():
-    u = keyed_uniform(0, sample_keys(torch.arange(4000), 0))
+    u = keyed_uniform(0, training_keys(torch.arange(4000), 0))
     positions = torch.arange(4000)
     uniform = TimestepSampler("uniform", 1000).sample(u, positions, 4000)[0]
     logit = TimestepSampler("logit_normal", 1000).sample(u, positions, 4000)[0]

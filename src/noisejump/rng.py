@@ -28,12 +28,16 @@ multiplier is >= 2^31), |c M_s| < 2^63 and c M = c M_s + c 2^32, so
 lo = (c M_s) mod 2^32 and hi = ((c M_s) >> 32) + c (mod 2^32).
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": torch.library reads the op's annotations as types.
 import math
+import operator
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
+
+from .checks import check_device, check_range
 
 __all__ = [
     "philox4x32",
@@ -42,6 +46,9 @@ __all__ = [
     "box_muller",
     "keyed_normal",
     "key_words",
+    "normal_from_words",
+    "training_keys",
+    "check_distinct_keys",
 ]
 
 MASK32 = 0xFFFFFFFF
@@ -53,6 +60,7 @@ PHILOX_ROUNDS = 10
 TWO_PI = 6.283185307179586
 MAX_GROUPS = 2**32
 CHUNK_WORDS = 2**16  # counters per block on the CPU (keyed_normal)
+NUMPY_WORDS = 2**12  # up to this many counters a CPU draw takes NumPy's integers
 I64 = torch.int64
 
 
@@ -173,10 +181,19 @@ def box_muller(u_radius: torch.Tensor, u_angle: torch.Tensor) -> tuple[torch.Ten
 
 
 def key_words(
-    seed: int, keys: torch.Tensor, batch: int, stream: int = 0
+    seed: int,
+    keys: torch.Tensor,
+    batch: int,
+    stream: int = 0,
+    device: torch.device | None = None,
 ) -> tuple[tuple[int, int], torch.Tensor, torch.Tensor]:
     """Check ``seed``, ``keys`` (one per sample) and ``stream``; return the Philox key
-    (k0, k1) and the per-sample counter words (key_a, key_b) as int64 tensors (B,)."""
+    (k0, k1) and the per-sample counter words (key_a, key_b) as int64 tensors (B,).
+
+    Keys of any integer dtype: a (B,) key is one 64-bit value in [0, 2^63) (uint64: in
+    [0, 2^64)), a (B, 2) key two 32-bit words. ``device``: the sample's device, where
+    the keys must live unless they are on the CPU (``noisejump.checks.check_device``).
+    """
     for name, value, bound in (("seed", seed, "2^64"), ("stream", stream, "2^32")):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int in [0, {bound}), got {value!r}")
@@ -187,12 +204,8 @@ def key_words(
     if (
         not isinstance(keys, torch.Tensor)
         or keys.dtype.is_floating_point
-        or keys.dtype
-        in (
-            torch.bool,
-            torch.complex64,
-            torch.complex128,
-        )
+        or keys.dtype.is_complex
+        or keys.dtype == torch.bool
     ):
         kind = keys.dtype if isinstance(keys, torch.Tensor) else type(keys).__name__
         raise TypeError(f"keys must be an integer tensor of shape (B,) or (B, 2), got {kind}")
@@ -203,21 +216,21 @@ def key_words(
             f"keys has {keys.shape[0]} rows but the batch (first dimension) is {batch}; "
             "give one key per sample"
         )
-    keys = keys.to(I64)
-    largest = 2**63 - 1 if keys.dim() == 1 else MASK32
-    in_range = (keys >= 0) & (keys <= largest)
-    if keys.device.type == "cpu" and not torch.compiler.is_compiling():
-        if not bool(in_range.all()):
-            raise ValueError(
-                f"keys must be integers in [0, {largest}], got values in "
-                f"[{int(keys.min())}, {int(keys.max())}]"
-            )
+    if device is not None:
+        check_device(keys, device, "keys", "the sample")
+    if keys.dtype == torch.uint64:
+        # Every uint64 is a key: its bits, read as int64, split into the same two words.
+        words = keys.view(torch.int64)
+        if keys.dim() == 2:
+            check_range(words, 0, MASK32, name="keys", allowed=f"integers in [0, {MASK32}]")
     else:
-        torch._assert_async(in_range.all(), "keys out of range")
+        words = keys.to(I64)
+        largest = 2**63 - 1 if keys.dim() == 1 else MASK32
+        check_range(words, 0, largest, name="keys", allowed=f"integers in [0, {largest}]")
     if keys.dim() == 1:
-        key_a, key_b = keys & MASK32, keys >> 32
+        key_a, key_b = words & MASK32, (words >> 32) & MASK32
     else:
-        key_a, key_b = keys[:, 0], keys[:, 1]
+        key_a, key_b = words[:, 0], words[:, 1]
     return (seed & MASK32, seed >> 32), key_a, key_b
 
 
@@ -238,34 +251,212 @@ def keyed_normal(
     Args:
         shape: (B, ...) the shape of the noise.
         seed: int in [0, 2^64).
-        keys: integer tensor (B,) (values in [0, 2^63)) or (B, 2) (32-bit words).
+        keys: integer tensor (B,) (values in [0, 2^63); uint64: [0, 2^64)) or (B, 2)
+            (32-bit words), on the CPU or on ``device``.
         stream: int in [0, 2^32): independent streams for the same (seed, keys).
         device: where to build it (default: keys' device).
     """
     shape = tuple(int(n) for n in shape)
     if len(shape) < 1:
         raise ValueError("shape must have a batch dimension, got ()")
-    batch, n_elements = shape[0], math.prod(shape[1:])
-    (k0, k1), key_a, key_b = key_words(seed, keys, batch, stream)
     device = keys.device if device is None else torch.device(device)
-    n_groups = -(-n_elements // 4)
-    if n_groups > MAX_GROUPS:
+    seed_words, key_a, key_b = key_words(seed, keys, shape[0], stream, device)
+    if math.prod(shape[1:]) > 4 * MAX_GROUPS:
         raise ValueError(
-            f"a sample of {n_elements} elements exceeds the 2^34 elements one key can address"
+            f"a sample of {math.prod(shape[1:])} elements exceeds the 2^34 elements one key "
+            "can address"
         )
-    key_a = key_a.to(device).reshape(batch, 1)
-    key_b = key_b.to(device).reshape(batch, 1)
-    z = torch.empty(batch, n_groups, 4, device=device)  # element 4 g + j of each sample
-    # Blocks of about CHUNK_WORDS counters: the temporaries stay small and cache-resident
-    # and their memory is reused from block to block (fresh large buffers cost page faults).
-    width = n_groups if device.type != "cpu" else max(1, CHUNK_WORDS // batch)
-    for start in range(0, n_groups, width):
-        group = torch.arange(start, min(start + width, n_groups), dtype=I64, device=device)
-        radius_words, angle_words = _philox_pairs(group, stream, key_a, key_b, k0, k1)
-        # (x0, x2) and (x1, x3) at once: r cos theta = (z0, z2), r sin theta = (z1, z3).
-        z_cos, z_sin = box_muller(uniform_from_bits(radius_words), uniform_from_bits(angle_words))
-        block = z[:, start : start + width]
-        for j, part in enumerate((z_cos[0], z_sin[0], z_cos[1], z_sin[1])):
-            block[..., j].copy_(part)
+    words = torch.stack([key_a, key_b]).to(device)
+    return normal_from_words(shape, seed_words, words, stream)
+
+
+def normal_from_words(
+    shape: tuple[int, ...], seed_words: tuple[int, int], words: torch.Tensor, stream: int
+) -> torch.Tensor:
+    """``keyed_normal`` from checked words: the Philox key (k0, k1) and the per-sample
+    counter words ``words`` (2, B) int64 (key_a and key_b rows), on the noise's device.
+
+    Eagerly this runs the integer code directly; while torch.compile traces it is the
+    custom op ``noisejump::keyed_normal``, opaque to the compiler, so compiled noise is
+    bitwise the eager noise (an inductor-fused Philox once multiplied arange-derived
+    counters in 32-bit index arithmetic and overflowed, and fused Box-Muller rounds its
+    transcendentals differently).
+    """
+    if torch.compiler.is_compiling():
+        return _keyed_normal_op(words, seed_words[0], seed_words[1], stream, list(shape))
+    return _normal(shape, seed_words, words, stream)
+
+
+def _normal(
+    shape: tuple[int, ...], seed_words: tuple[int, int], words: torch.Tensor, stream: int
+) -> torch.Tensor:
+    batch, n_elements = shape[0], math.prod(shape[1:])
+    k0, k1 = seed_words
+    device = words.device
+    n_groups = -(-n_elements // 4)
+    if device.type == "cpu" and batch * n_groups <= NUMPY_WORDS:
+        # Small batches: the same integers, and the uniforms (exact), from NumPy, whose
+        # per-operation cost is a fraction of torch's; Box-Muller stays in torch.
+        u = _uniforms_numpy(np.arange(n_groups, dtype=np.uint64), stream, words.numpy(), k0, k1)
+        z = _normals(*torch.from_numpy(u))
+    else:
+        key_a, key_b = words[0].reshape(batch, 1), words[1].reshape(batch, 1)
+        z = torch.empty(batch, n_groups, 4, device=device)  # element 4 g + j of each sample
+        # Blocks of about CHUNK_WORDS counters: the temporaries stay small and cache-resident
+        # and their memory is reused from block to block (fresh large buffers cost page
+        # faults).
+        width = n_groups if device.type != "cpu" else max(1, CHUNK_WORDS // batch)
+        for start in range(0, n_groups, width):
+            group = torch.arange(start, min(start + width, n_groups), dtype=I64, device=device)
+            radius_words, angle_words = _philox_pairs(group, stream, key_a, key_b, k0, k1)
+            z[:, start : start + width] = _normals(
+                uniform_from_bits(radius_words), uniform_from_bits(angle_words)
+            )
     z = z.reshape(batch, 4 * n_groups)
     return z[:, :n_elements].contiguous().reshape(shape)
+
+
+def _normals(u_radius: torch.Tensor, u_angle: torch.Tensor) -> torch.Tensor:
+    """(B, G, 4) normals from the uniforms of the stacked output words ((x0, x2) and
+    (x1, x3), each (2, B, G)): (x0, x1) give z0 = r cos theta and z1 = r sin theta, (x2, x3)
+    give z2 and z3."""
+    z_cos, z_sin = box_muller(u_radius, u_angle)
+    return torch.stack((z_cos[0], z_sin[0], z_cos[1], z_sin[1]), dim=-1)
+
+
+def _uniforms_numpy(
+    group: np.ndarray, stream: int, words: np.ndarray, k0: int, k1: int
+) -> np.ndarray:
+    """``uniform_from_bits`` of ``_philox_pairs`` for counters (group, stream, key_a, key_b),
+    groups (G,) and per-sample words (2, B), in NumPy: float32 (2, 2, B, G), the radius
+    uniforms (of x0, x2) then the angle uniforms (of x1, x3). Bitwise the torch values: the
+    integers are exact in uint64 (a 32 x 32-bit product fits, so hi = p >> 32 and
+    lo = p & MASK32 directly), and so is every step of the uniform.
+
+    One round on the multiplied pair m = (c0, c2) and the other l = (c1, c3):
+    m <- (hi(M1 c2) ^ c1 ^ k0, hi(M0 c0) ^ c3 ^ k1), l <- (lo(M1 c2), lo(M0 c0)).
+    """
+    batch, n_groups = words.shape[1], len(group)
+    u64 = words.astype(np.uint64)
+    out = np.empty((2, 2, batch, n_groups), dtype=np.uint64)
+    m, low = out[0], out[1]
+    m[0], m[1] = group[None, :], u64[0][:, None]
+    low[0], low[1] = np.uint64(stream), u64[1][:, None]
+    multipliers = np.array([PHILOX_M0, PHILOX_M1], dtype=np.uint64).reshape(2, 1, 1)
+    round_keys = np.array(
+        [_round_key(k0, k1, r) for r in range(PHILOX_ROUNDS)], dtype=np.uint64
+    ).reshape(PHILOX_ROUNDS, 2, 1, 1)
+    mask, shift = np.uint64(MASK32), np.uint64(32)
+    for r in range(PHILOX_ROUNDS):
+        products = m * multipliers
+        m = (products >> shift)[::-1] ^ low ^ round_keys[r]
+        low = (products & mask)[::-1]
+    out[0], out[1] = m, low
+    # (floor(x / 2^9) + 1/2) / 2^23, as uniform_from_bits: exact in float32.
+    u = (out & np.uint64(0xFFFFFE00)).astype(np.float32)
+    u *= np.float32(2.0**-32)
+    u += np.float32(2.0**-24)
+    return u
+
+
+@torch.library.custom_op("noisejump::keyed_normal", mutates_args=())
+def _keyed_normal_op(
+    words: torch.Tensor, seed_lo: int, seed_hi: int, stream: int, shape: list[int]
+) -> torch.Tensor:
+    return _normal(tuple(shape), (seed_lo, seed_hi), words, stream)
+
+
+@_keyed_normal_op.register_fake
+def _(words, seed_lo, seed_hi, stream, shape):  # type: ignore[no-untyped-def]
+    return words.new_empty(shape, dtype=torch.float32)
+
+
+# ---- keys for a training loop ----------------------------------------------------------------
+
+
+def training_keys(
+    indices: torch.Tensor, step: int, *, micro_step: int = 0, micro_steps: int = 1
+) -> torch.Tensor:
+    """(B, 2) int64 keys (key_a, key_b) = (index, step * micro_steps + micro_step).
+
+    The contract (docs/keyed-noise.md, "Keys in a training loop"): within one optimiser
+    step every sample, over all micro-batches and all ranks, needs its own key, or two
+    samples get the same noise. ``indices`` names the sample: its data set index (or a
+    global sample counter), never its position in the batch, which repeats in every
+    micro-batch and on every rank. With the defaults the key is (index, step): the noise
+    of a sample then does not depend on how the step is split into micro-batches or
+    ranks. Pass ``micro_step`` (0 .. ``micro_steps`` - 1, the micro-batch within the step)
+    only where one index can occur in several micro-batches of a step (sampling with
+    replacement, a data set smaller than the step); the noise then depends on the split.
+    ``check_distinct_keys`` catches a reused key.
+
+    Args:
+        indices: (B,) integer tensor, values in [0, 2^32).
+        step: the optimiser step, an int >= 0.
+        micro_step, micro_steps: the micro-batch within the step and their number.
+    Returns:
+        (B, 2) int64 on ``indices``' device, the per-sample ``keys`` of ``keyed_normal``
+        and ``ForwardProcess.q_sample``.
+    """
+    if not isinstance(indices, torch.Tensor) or indices.dtype.is_floating_point:
+        kind = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
+        raise TypeError(f"indices must be an integer tensor of shape (B,), got {kind}")
+    if indices.dtype in (torch.bool, torch.complex64, torch.complex128) or indices.dim() != 1:
+        raise TypeError(
+            f"indices must be an integer tensor of shape (B,), got {indices.dtype} of shape "
+            f"{tuple(indices.shape)}"
+        )
+    step, micro_step, micro_steps = (
+        _count(v, n)
+        for v, n in ((step, "step"), (micro_step, "micro_step"), (micro_steps, "micro_steps"))
+    )
+    if micro_steps < 1 or not 0 <= micro_step < micro_steps:
+        raise ValueError(
+            f"need 0 <= micro_step < micro_steps, got micro_step={micro_step}, "
+            f"micro_steps={micro_steps}"
+        )
+    word_b = step * micro_steps + micro_step
+    if word_b > MASK32:
+        raise ValueError(
+            f"step * micro_steps + micro_step = {word_b} exceeds the 32-bit key word "
+            f"(step={step}, micro_steps={micro_steps})"
+        )
+    indices = indices.to(I64)
+    check_range(indices, 0, MASK32, name="indices", allowed="integers in [0, 2^32)")
+    return torch.stack([indices, torch.full_like(indices, word_b)], dim=1)
+
+
+def check_distinct_keys(keys: torch.Tensor) -> None:
+    """Raise ValueError if two rows of ``keys`` are equal: they would get the same noise.
+
+    Give it every key of one step: ``torch.cat`` of the micro-batches' keys, and with
+    several ranks the keys gathered from all of them (``torch.distributed.all_gather``).
+    A (B,) key K equals the pair (K mod 2^32, K >> 32), so both forms may be mixed by
+    converting first. Costs a sort and, on a GPU, one host sync: a check for the first
+    steps of a run or for tests, not for every step.
+    """
+    if not isinstance(keys, torch.Tensor) or keys.dim() not in (1, 2):
+        raise TypeError("keys must be a tensor of shape (B,) or (B, 2)")
+    rows = keys.reshape(len(keys), -1)
+    unique, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
+    if len(unique) == len(rows):
+        return
+    repeated = int(torch.nonzero(counts > 1)[0])
+    where = torch.nonzero(inverse == repeated).flatten().tolist()
+    raise ValueError(
+        f"key {unique[repeated].tolist()} is used by rows {where[:8]} of {len(rows)}: "
+        f"those samples would get the same noise. Key each sample by its data set index "
+        f"and the step (training_keys), not by its position in the batch"
+    )
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= 0, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int >= 0, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {number}")
+    return number

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import stats
+from ._numpy import from_numpy
 from .processes import ForwardProcess
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ def verify(
         alpha: the false-alarm rate of the whole statistical check.
     Returns a :class:`VerifyReport`; ``report.passed`` is the verdict.
     """
+    t, n, seed = from_numpy(t), from_numpy(n), from_numpy(seed)
     if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < process.num_steps:
         raise ValueError(f"verify: t must be an int in [0, {process.num_steps - 1}], got {t!r}")
     if not 0 < alpha < 1:

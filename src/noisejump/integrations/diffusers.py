@@ -8,6 +8,8 @@ scheduler methods a training script calls, with the same signatures:
     get_velocity(sample, noise, timesteps)           v = sqrt(abar_t) e - sqrt(1 - abar_t) x0
     scale_noise(sample, timestep, noise)             flow matching, timestep in [0, T]
     add_fresh_noise(original_samples, timesteps, seed=, keys=)   keyed noise, one pass
+    alphas_cumprod(device)                           abar_t on a device (the scheduler's
+                                                     table stays where it is)
 
 Three kinds of scheduler add noise in three forms (``SUPPORTED`` lists the classes):
 
@@ -19,16 +21,19 @@ Differences from diffusers, all deliberate: coefficients come from float64 table
 applied in float32 (diffusers casts ``alphas_cumprod`` to the sample's dtype first, so in
 bfloat16 the smallest steps get no noise at all); nothing is mutated (diffusers' add_noise
 reassigns ``self.alphas_cumprod``); no timestep lookup loop, so no host sync per sample.
-diffusers itself is never imported: schedulers are recognised by class name.
+Schedulers are recognised by class name; diffusers is imported only to recognise a config
+without ``_class_name`` (``scheduler.config`` of a scheduler built in code).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from .._numpy import from_numpy
 from ..processes import ForwardProcess
 from ..schedules import DiscreteSigmas, Schedule, get_schedule, schedule_names
 from ..schedules.continuous import FlowMatching
@@ -66,8 +71,10 @@ def from_diffusers(scheduler_or_config: Any) -> ForwardProcess:
     """The noisejump process of a diffusers scheduler, or of its config.
 
     Args:
-        scheduler_or_config: a diffusers scheduler instance, or a config mapping that
-            names its class in ``_class_name`` (scheduler_config.json, ``load_config``).
+        scheduler_or_config: a diffusers scheduler instance, or its config mapping:
+            one that names its class in ``_class_name`` (scheduler_config.json,
+            ``load_config``), or ``scheduler.config`` of a scheduler built in code, whose
+            class is recognised by its parameters (this imports diffusers).
     Returns:
         a :class:`~noisejump.ForwardProcess` over a float64 :class:`~noisejump.Schedule`
         ("vp" schedulers), its :class:`~noisejump.schedules.DiscreteSigmas` view ("sigma"),
@@ -126,11 +133,13 @@ class DiffusersAdapter:
             self._vp = ForwardProcess(self.process.schedule.base)
         elif self.kind == "vp":
             self._vp = self.process
+        self._alphas_cumprod: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: Any
     ) -> torch.Tensor:
-        """x_t for the caller's noise at integer ``timesteps`` in [0, T - 1] (one per sample).
+        """x_t for the caller's noise at integer ``timesteps`` in [0, T - 1] (one per sample,
+        or one for the whole batch: an int, a 0-d or a (1,) tensor, as diffusers takes them).
 
         "vp": sqrt(abar_t) x0 + sqrt(1 - abar_t) e (Ho et al. 2020, eq. 4); "sigma":
         x0 + sigma_t e. Float timesteps must hold whole numbers (Euler's
@@ -141,7 +150,7 @@ class DiffusersAdapter:
                 f"{self.scheduler_name} has no add_noise; flow matching uses "
                 "scale_noise(sample, timestep, noise)"
             )
-        steps = self._integer_steps(timesteps)
+        steps = self._integer_steps(timesteps, original_samples)
         return self.process.q_sample(original_samples, steps, noise=noise)[0]
 
     def get_velocity(
@@ -155,7 +164,34 @@ class DiffusersAdapter:
                 f"{self.scheduler_name} has no get_velocity; the flow-matching target is "
                 "noise - sample (ForwardProcess.flow_velocity)"
             )
-        return self._vp.v_target(sample, noise, self._integer_steps(timesteps))
+        return self._vp.v_target(sample, noise, self._integer_steps(timesteps, sample))
+
+    def alphas_cumprod(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """abar_t of the T training steps on ``device``, in ``dtype``: what a script reads
+        as ``noise_scheduler.alphas_cumprod`` (SNR weights, x0 from a prediction).
+
+        diffusers' own ``add_noise`` and ``get_velocity`` (DDPM, DDIM and their Parallel
+        variants) reassign ``scheduler.alphas_cumprod`` to the sample's device, and scripts
+        index it with GPU timesteps afterwards (train_unconditional.py, prediction_type
+        "sample"). The adapter never changes the scheduler, so there the table stays on the
+        CPU: read ``adapter.alphas_cumprod(timesteps.device)`` instead. The values are the
+        ones ``add_noise`` applies: built in float64 from the config and rounded once to
+        ``dtype`` (diffusers' float32 cumulative product differs by up to 1.3e-5 relative,
+        for cosine betas). Cached per device and dtype; each call returns a fresh copy.
+        """
+        if self.kind == "flow":
+            raise TypeError(
+                f"{self.scheduler_name} has no alphas_cumprod; flow matching's noise level is "
+                "sigma = timestep / T"
+            )
+        key = (torch.device(device), dtype)
+        table = self._alphas_cumprod.get(key)
+        if table is None:
+            table = self._vp.schedule.alphas_cumprod.to(device=device, dtype=dtype)
+            self._alphas_cumprod[key] = table
+        return table.clone()
 
     def scale_noise(
         self, sample: torch.Tensor, timestep: Any, noise: torch.Tensor | None = None
@@ -177,6 +213,7 @@ class DiffusersAdapter:
         """t = timestep / T in float64; a (1,) tensor applies to the whole batch. Timesteps
         outside [0, T] are refused in the caller's units."""
         T = self.num_train_timesteps
+        timestep = _one_for_all(from_numpy(timestep), sample)
         if isinstance(timestep, torch.Tensor) and timestep.device.type == "cpu":
             bad = timestep.isnan() | (timestep < 0) | (timestep > T)
             if timestep.numel() and bad.any():
@@ -184,10 +221,7 @@ class DiffusersAdapter:
         elif isinstance(timestep, (int, float)) and not 0 <= timestep <= T:
             raise ValueError(f"timestep must be in [0, {T}], got {timestep!r}")
         if isinstance(timestep, torch.Tensor):
-            t = timestep.to(torch.float64) / self.num_train_timesteps
-            if t.dim() == 1 and len(t) == 1 and sample.shape[0] != 1:
-                t = t[0]  # diffusers broadcasts one timestep over the batch
-            return t
+            return timestep.to(torch.float64) / self.num_train_timesteps
         if isinstance(timestep, (int, float)) and not isinstance(timestep, bool):
             return float(timestep) / self.num_train_timesteps
         raise TypeError(f"timestep must be a float or a tensor, got {type(timestep).__name__}")
@@ -207,11 +241,13 @@ class DiffusersAdapter:
         if self.kind == "flow":
             t = self._flow_time(timesteps, original_samples)
         else:
-            t = self._integer_steps(timesteps)
+            t = self._integer_steps(timesteps, original_samples)
         return self.process.q_sample(original_samples, t, seed=seed, keys=keys)
 
-    def _integer_steps(self, timesteps: Any) -> Any:
-        """Integer tensors and ints as they are; whole-valued float tensors as int64."""
+    def _integer_steps(self, timesteps: Any, sample: torch.Tensor) -> Any:
+        """Integer tensors and ints as they are; whole-valued float tensors as int64; a (1,)
+        tensor applies to the whole batch."""
+        timesteps = _one_for_all(from_numpy(timesteps), sample)
         if isinstance(timesteps, torch.Tensor) and timesteps.dtype.is_floating_point:
             steps = timesteps.round().to(torch.int64)
             if timesteps.device.type == "cpu" and not bool((steps == timesteps).all()):
@@ -234,12 +270,10 @@ def _identify(scheduler_or_config: Any) -> tuple[str, Mapping[str, Any]]:
     if isinstance(scheduler_or_config, Mapping):
         config = scheduler_or_config
         name = config.get("_class_name")
+        if name is None:
+            name = _class_from_parameters(config)
         if not isinstance(name, str):
-            raise ValueError(
-                "a scheduler config must name its class in '_class_name' (scheduler_config.json "
-                "and Scheduler.load_config have it; scheduler.config does not: pass the "
-                "scheduler itself); got keys " + str(sorted(config)[:8])
-            )
+            raise ValueError(f"a scheduler config's '_class_name' must be a string, got {name!r}")
         return name, config
     attached = getattr(scheduler_or_config, "config", None)
     if not isinstance(attached, Mapping):
@@ -251,6 +285,52 @@ def _identify(scheduler_or_config: Any) -> tuple[str, Mapping[str, Any]]:
         if _kind(cls.__name__, strict=False):
             return cls.__name__, attached
     return type(scheduler_or_config).__name__, attached
+
+
+def _one_for_all(timesteps: Any, sample: torch.Tensor) -> Any:
+    """A (1,) timesteps tensor for a batch of more samples: its one value, for every sample,
+    as diffusers broadcasts it (``alphas_cumprod[timesteps].flatten()``, then unsqueezed)."""
+    batch = sample.shape[0] if isinstance(sample, torch.Tensor) and sample.dim() else None
+    if isinstance(timesteps, torch.Tensor) and timesteps.shape == (1,) and batch not in (1, None):
+        return timesteps[0]
+    return timesteps
+
+
+def _class_from_parameters(config: Mapping[str, Any]) -> str:
+    """The class of a config without ``_class_name``: ``scheduler.config`` of a scheduler
+    built in code holds exactly its class's ``__init__`` parameters (plus private ``_``
+    keys), so the supported class whose parameters are exactly the config's keys is it.
+    Several classes with those parameters are accepted only when they add noise in the
+    same form; else (none, or several forms), and without diffusers, ValueError naming the
+    fix."""
+    fix = (
+        "pass the scheduler itself (from_diffusers(scheduler)), or a config that names its "
+        "class in '_class_name' (scheduler_config.json and Scheduler.load_config have it)"
+    )
+    keys = {key for key in config if not key.startswith("_")}
+    try:
+        import diffusers
+    except ImportError:
+        raise ValueError(
+            f"a config without '_class_name' needs diffusers to read it: {fix}"
+        ) from None
+    matches = []
+    for name in dir(diffusers):
+        if not name.endswith("Scheduler"):
+            continue
+        try:  # diffusers names schedulers whose optional dependencies are missing: skip
+            parameters = set(inspect.signature(getattr(diffusers, name).__init__).parameters)
+        except (ImportError, TypeError, ValueError):
+            continue
+        if parameters - {"self"} == keys:
+            matches.append(name)
+    kinds = {_kind(name, strict=False) for name in matches}
+    if len(matches) == 1 or (len(kinds) == 1 and "" not in kinds):
+        return matches[0]  # one class (the caller refuses it if unsupported), or one form
+    found = f"the parameters of {matches}" if matches else "no scheduler's parameters"
+    raise ValueError(
+        f"a scheduler config without '_class_name' whose keys {sorted(keys)} are {found}: {fix}"
+    )
 
 
 def _kind(name: str, *, strict: bool = True) -> str:

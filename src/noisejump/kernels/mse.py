@@ -6,34 +6,71 @@
 target = e (epsilon prediction) or v = signal_b e - sigma_b x0 (Salimans & Ho 2022, arXiv
 2202.00512, section 4), e = s * z keyed (``noisejump.rng``) and rounded to ``noise_dtype``
 as ``q_sample`` returns it; arithmetic in float32. ``keyed_mse_fused`` runs the Triton
-kernel (``_mse_triton``) or ``keyed_mse_reference`` (plain torch) as ``dispatch`` decides.
-Both return (loss, grad) with the loss a float32 scalar and grad in pred's dtype.
+kernel (``_mse_triton``) or ``keyed_mse_reference`` (plain torch) as ``dispatch`` decides;
+``mse_and_grad`` is the same loss against a given e (families the kernel does not serve).
+All return (loss, grad) with the loss a float32 scalar and grad in pred's dtype.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": torch.library reads the op's annotations as types.
 import torch
 
-from ..rng import keyed_normal
+from ..rng import normal_from_words
+from .affine import compute_dtype
 from .dispatch import math_mode, use_triton
-from .q_sample import BLOCK, KERNEL_DTYPES
+from .q_sample import BLOCK, KERNEL_DTYPES, structured_noise
 
-__all__ = ["keyed_mse_fused", "keyed_mse_reference"]
+__all__ = ["keyed_mse_fused", "keyed_mse_reference", "mse_and_grad"]
 
 
 def keyed_mse_reference(pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_dtype):
-    """Plain torch, the same keyed stream and arithmetic as the kernel."""
+    """Plain torch, the same keyed stream and arithmetic as the kernel (float64 throughout
+    for float64 noise)."""
     batch = pred.shape[0]
-    z = keyed_normal(pred.shape, seed=seed, keys=words.T, stream=stream).reshape(batch, -1)
-    if scale is not None:
-        z = z * scale.reshape(1, -1)
-    target = z.to(noise_dtype).float()
+    seed_words = (seed & 0xFFFFFFFF, seed >> 32)
+    z = normal_from_words(tuple(pred.shape), seed_words, words, stream).reshape(batch, -1)
+    noise = structured_noise(z, None if scale is None else scale.reshape(1, -1), noise_dtype)
+    return _mse_and_grad(pred, noise, x0, signal, sigma, weight)
+
+
+def mse_and_grad(pred, noise, x0, signal, sigma, weight):
+    """(loss, grad) of pred against the target of ``noise`` (e, or v = signal e - sigma x0
+    when x0 is given): loss = sum w (pred - target)^2 as a float32 scalar, grad =
+    2 w (pred - target) in pred's dtype; arithmetic in noise's compute dtype. Coefficients
+    and weights (B,) or pred's shape. An opaque op while torch.compile traces (the compiler
+    would drop the rounding of e to its dtype and reorder the sum), so compiled = eager."""
+    if torch.compiler.is_compiling():
+        return _mse_and_grad_op(pred, noise, x0, signal, sigma, weight)
+    return _mse_and_grad(pred, noise, x0, signal, sigma, weight)
+
+
+def _mse_and_grad(pred, noise, x0, signal, sigma, weight):
+    batch = pred.shape[0]
+    cd = compute_dtype(noise.dtype)
+    target = noise.reshape(batch, -1).to(cd)
     if x0 is not None:  # v = signal e - sigma x0
-        target = signal.reshape(-1, 1) * target - sigma.reshape(-1, 1) * x0.reshape(batch, -1)
-    error = pred.reshape(batch, -1).float() - target
-    weight = weight.reshape(-1, 1)
-    loss = (weight * error * error).sum()
+        signal, sigma = signal.reshape(batch, -1), sigma.reshape(batch, -1)
+        target = signal * target - sigma * x0.reshape(batch, -1).to(cd)
+    error = pred.reshape(batch, -1).to(cd) - target
+    weight = weight.reshape(batch, -1)
+    loss = (weight * error * error).sum().to(torch.float32)
     return loss, (2 * weight * error).to(pred.dtype).reshape(pred.shape)
+
+
+@torch.library.custom_op("noisejump::mse_and_grad", mutates_args=())
+def _mse_and_grad_op(
+    pred: torch.Tensor,
+    noise: torch.Tensor,
+    x0: torch.Tensor | None,
+    signal: torch.Tensor,
+    sigma: torch.Tensor,
+    weight: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return _mse_and_grad(pred, noise, x0, signal, sigma, weight)
+
+
+@_mse_and_grad_op.register_fake
+def _(pred, noise, x0, signal, sigma, weight):
+    return pred.new_empty((), dtype=torch.float32), pred.new_empty(pred.shape)
 
 
 def _launch(pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_dtype, fast):
@@ -76,13 +113,49 @@ def keyed_mse_fused(
     pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_dtype, fast=False
 ):
     """(loss, grad). Shapes: pred (B, ...); x0 like pred or None (epsilon target);
-    signal, sigma, weight float32 (B,) with weight already divided by B d; scale float32
-    (d,) or None; words int64 (2, B) (key_a, key_b rows); seed an int in [0, 2^64)."""
-    fusable = pred.dtype in KERNEL_DTYPES and noise_dtype in KERNEL_DTYPES
-    if use_triton(pred.device) and fusable:
-        return _launch(
-            pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_dtype, fast
-        )
-    return keyed_mse_reference(
-        pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_dtype
-    )
+    signal, sigma, weight in the compute dtype, (B,) (one per sample: the kernel's case) or
+    pred's shape (one per element), weight already divided by B d;
+    scale (d,) or None; words int64 (2, B) (key_a, key_b rows); seed an int in [0, 2^64).
+
+    The kernel where ``dispatch`` says so; else the torch reference, directly when eager and
+    through the opaque op ``noisejump::keyed_mse`` while torch.compile traces (so the
+    compiled loss and gradient are bitwise the eager ones)."""
+    arguments = (pred, x0, signal, sigma, scale, weight, words)
+    if use_triton(pred.device) or torch.compiler.is_compiling():
+        seed_words = (seed & 0xFFFFFFFF, seed >> 32)  # an op's ints are signed 64-bit
+        return _keyed_mse_op(*arguments, *seed_words, stream, _DTYPE_NAMES[noise_dtype], fast)
+    return keyed_mse_reference(*arguments, seed, stream, noise_dtype)
+
+
+_DTYPE_NAMES = {
+    dtype: str(dtype).removeprefix("torch.") for dtype in (*KERNEL_DTYPES, torch.float64)
+}
+
+
+@torch.library.custom_op("noisejump::keyed_mse", mutates_args=())
+def _keyed_mse_op(
+    pred: torch.Tensor,
+    x0: torch.Tensor | None,
+    signal: torch.Tensor,
+    sigma: torch.Tensor,
+    scale: torch.Tensor | None,
+    weight: torch.Tensor,
+    words: torch.Tensor,
+    seed_lo: int,
+    seed_hi: int,
+    stream: int,
+    noise_dtype: str,
+    fast: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    dtype = getattr(torch, noise_dtype)
+    seed = seed_lo | seed_hi << 32
+    arguments = (pred, x0, signal, sigma, scale, weight, words, seed, stream, dtype)
+    per_sample = signal.dim() == 1 and weight.dim() == 1
+    if use_triton(pred.device) and per_sample and {pred.dtype, dtype} <= set(KERNEL_DTYPES):
+        return _launch(*arguments, fast)
+    return keyed_mse_reference(*arguments)
+
+
+@_keyed_mse_op.register_fake
+def _(pred, x0, signal, sigma, scale, weight, words, seed_lo, seed_hi, stream, noise_dtype, fast):
+    return pred.new_empty((), dtype=torch.float32), pred.new_empty(pred.shape)

@@ -1,41 +1,51 @@
-"""The keyed closed form in one pass: x_t = signal_b x0 + sigma_b e, e = s * z (keyed).
+"""The keyed closed form in one pass: x_t = signal x0 + sigma e, e = s * z (keyed).
 
-``q_sample_keyed`` is the public launcher (a torch custom op, ``noisejump::q_sample_keyed``,
-with its backward for x0, so it works under ``torch.compile`` and in CUDA graphs); it runs
-the Triton kernel (``_q_sample_triton``) or ``q_sample_reference`` (plain torch, the same
-keyed stream) as ``dispatch`` decides. Notation as in ``noisejump.processes.forward``: signal_t =
-sqrt(abar_t), sigma_t = sqrt(1 - abar_t) (Ho et al. 2020, eq. 4); s is the per-element
-noise scale of a diagonal family (sqrt of its variance; 1 for isotropic noise); z is the
-keyed white noise of ``noisejump.rng``.
+``q_sample_keyed`` is the public launcher. It runs the Triton kernel (``_q_sample_triton``)
+through a torch custom op (``noisejump::q_sample_keyed``, with its backward, so it works
+under ``torch.compile`` and in CUDA graphs) where ``dispatch`` says so, and
+``q_sample_reference`` (plain torch, the same keyed stream) otherwise: directly when eager
+(a custom op's dispatch costs more than the small-batch work itself), through the op while
+torch.compile traces, so that the compiled values are bitwise the eager ones (the compiler
+would otherwise contract a x + b e into fused multiply-adds that round differently).
 
-Coefficients arrive as float32 (B,) tables gathered from the float64 schedule; the pass
-computes in float32, rounds e to x0's dtype and computes x_t from e as stored.
+Notation as in ``noisejump.processes.forward``: signal_t = sqrt(abar_t), sigma_t =
+sqrt(1 - abar_t) (Ho et al. 2020, eq. 4); s is the per-element noise scale of a diagonal
+family (sqrt of its variance; 1 for isotropic noise); z is the keyed white noise of
+``noisejump.rng``. Coefficients come one per sample (the kernel's case) or one per element
+(per-element steps, the reference), gathered from float64 tables in the compute dtype
+(float32; float64 for float64 samples); e is rounded to x0's dtype and x_t computed from e
+as stored.
 """
 
 # No "from __future__ import annotations": torch.library reads the op's annotations as
 # types (older torch releases do not evaluate string annotations).
 import torch
 
-from ..rng import key_words, keyed_normal
+from ..rng import key_words, normal_from_words
+from .affine import _affine, compute_dtype
 from .dispatch import math_mode, use_triton
 
-__all__ = ["q_sample_keyed", "q_sample_reference", "KERNEL_DTYPES"]
+__all__ = ["q_sample_keyed", "q_sample_reference", "KERNEL_DTYPES", "structured_noise"]
 
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 BLOCK = 256  # Philox groups per program (4 BLOCK elements); the noise never depends on it
 
 
+def structured_noise(z: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype):
+    """e = s * z in the compute dtype of ``dtype``, rounded to ``dtype`` (z, s broadcast)."""
+    cd = compute_dtype(dtype)
+    z = z.to(cd)
+    return (z if scale is None else z * scale.to(cd)).to(dtype)
+
+
 def q_sample_reference(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream):
     """Plain torch: (x_t, e) with e = s * z rounded to x0's dtype, x_t from e as stored."""
     batch = x0.shape[0]
-    z = keyed_normal(x0.shape, seed=seed_lo | seed_hi << 32, keys=words.T, stream=stream)
-    z = z.reshape(batch, -1)
-    if scale is not None:
-        z = z * scale.reshape(1, -1)
-    noise = z.to(x0.dtype)
-    flat = x0.reshape(batch, -1).float()
-    x_t = torch.addcmul(signal.reshape(-1, 1) * flat, sigma.reshape(-1, 1), noise.float())
-    return x_t.to(x0.dtype).reshape(x0.shape), noise.reshape(x0.shape)
+    z = normal_from_words(tuple(x0.shape), (seed_lo, seed_hi), words, stream).reshape(batch, -1)
+    noise = structured_noise(z, None if scale is None else scale.reshape(1, -1), x0.dtype)
+    a, b = signal.reshape(batch, -1), sigma.reshape(batch, -1)  # (B, 1) or (B, d)
+    x_t = _affine(a, x0.reshape(batch, -1), b, noise)
+    return x_t.reshape(x0.shape), noise.reshape(x0.shape)
 
 
 def _launch(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noise, fast):
@@ -68,6 +78,11 @@ def _launch(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noi
     return x_t, noise
 
 
+def _fusable(x0: torch.Tensor, signal: torch.Tensor) -> bool:
+    """The kernel serves x0's dtype with one coefficient per sample."""
+    return x0.dtype in KERNEL_DTYPES and signal.dim() == 1
+
+
 @torch.library.custom_op("noisejump::q_sample_keyed", mutates_args=())
 def _q_sample_op(
     x0: torch.Tensor,
@@ -81,7 +96,7 @@ def _q_sample_op(
     store_noise: bool,
     fast: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if use_triton(x0.device) and x0.dtype in KERNEL_DTYPES:
+    if use_triton(x0.device) and _fusable(x0, signal):
         x_t, noise = _launch(
             x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noise, fast
         )
@@ -98,16 +113,28 @@ def _(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noise, fa
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(inputs[1])
-    ctx.x0_dim = inputs[0].dim()
+    x0, signal, sigma = inputs[0], inputs[1], inputs[2]
+    ctx.coefficient_grads = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+    # d x_t / d signal = x0 and d x_t / d sigma = e: kept only for a learned schedule.
+    keep = (x0, output[1]) if ctx.coefficient_grads else ()
+    ctx.save_for_backward(signal, sigma, *keep)
+    ctx.x0_shape = x0.shape
 
 
 def _backward(ctx, grad_x_t, grad_noise):
-    """d x_t / d x0 = signal_b: the gradient reaches x0 (e.g. latents of a trained encoder)."""
-    (signal,) = ctx.saved_tensors
-    shape = (-1,) + (1,) * (ctx.x0_dim - 1)
-    grad_x0 = (grad_x_t.float() * signal.reshape(shape)).to(grad_x_t.dtype)
-    return grad_x0, None, None, None, None, None, None, None, None, None
+    """d x_t / d x0 = signal (the gradient reaches x0, e.g. latents of a trained encoder);
+    d x_t / d signal = x0 and d x_t / d sigma = e, summed to each coefficient's shape."""
+    signal, sigma, *kept = ctx.saved_tensors
+    batch = ctx.x0_shape[0]
+    flat = grad_x_t.reshape(batch, -1).to(signal.dtype)
+    grad_x0 = (flat * signal.reshape(batch, -1)).to(grad_x_t.dtype).reshape(ctx.x0_shape)
+    grad_signal = grad_sigma = None
+    if ctx.coefficient_grads:
+        x0, noise = (v.reshape(batch, -1).to(signal.dtype) for v in kept)
+        reduce = lambda g, like: g.sum_to_size(like.reshape(batch, -1).shape).reshape(like.shape)  # noqa: E731
+        grad_signal = reduce(flat * x0, signal)
+        grad_sigma = reduce(flat * noise, sigma)
+    return grad_x0, grad_signal, grad_sigma, None, None, None, None, None, None, None
 
 
 _q_sample_op.register_autograd(_backward, setup_context=_setup_context)
@@ -125,12 +152,13 @@ def q_sample_keyed(
     store_noise: bool = True,
     fast: bool = False,
 ):
-    """x_t = signal_b x0 + sigma_b s e in one pass, with keyed noise (``noisejump.rng``).
+    """x_t = signal x0 + sigma s e in one pass, with keyed noise (``noisejump.rng``).
 
     Args:
         x0: (B, ...) float16, bfloat16 or float32 for the kernel (float64: torch reference).
-        signal, sigma: float32 tensors with B entries (or one entry): sqrt(abar_t),
-            sqrt(1 - abar_t) gathered at each sample's step.
+        signal, sigma: sqrt(abar_t), sqrt(1 - abar_t) at each sample's step: tensors with
+            1 or B entries (one per sample), or broadcasting to x0's shape (one per element,
+            the torch reference).
         seed, keys, stream: the keyed noise (``noisejump.rng.keyed_normal``).
         scale: per-element noise scale s of one sample (event-shaped), or None (s = 1).
         store_noise: also return e; False writes only x_t (2 tensors of traffic, not 3).
@@ -141,38 +169,58 @@ def q_sample_keyed(
     if not isinstance(x0, torch.Tensor) or not x0.dtype.is_floating_point or x0.dim() < 1:
         raise TypeError(f"x0 must be a floating tensor with a batch dimension, got {x0!r:.80}")
     batch = x0.shape[0]
-    (seed_lo, seed_hi), key_a, key_b = key_words(seed, keys, batch, stream)
+    seed_words, key_a, key_b = key_words(seed, keys, batch, stream, x0.device)
     words = torch.stack([key_a, key_b]).to(x0.device)  # (2, B): contiguous rows
-    coefficients = []
-    for name, value in (("signal", signal), ("sigma", sigma)):
-        if not isinstance(value, torch.Tensor) or value.numel() not in (1, batch):
-            raise ValueError(
-                f"{name} must be a tensor with 1 or {batch} entries, got {value!r:.80}"
-            )
-        value = value.to(device=x0.device, dtype=torch.float32).reshape(-1)
-        coefficients.append(value.expand(batch).contiguous())
+    signal, sigma = (
+        _coefficient(value, name, x0) for name, value in (("signal", signal), ("sigma", sigma))
+    )
     if scale is not None:
         if tuple(scale.shape) != tuple(x0.shape[1:]):
             raise ValueError(
                 f"scale must have one sample's shape {tuple(x0.shape[1:])}, "
                 f"got {tuple(scale.shape)}"
             )
-        scale = scale.to(device=x0.device, dtype=torch.float32).reshape(-1).contiguous()
-    x_t, noise = _q_sample_op(
-        x0, *coefficients, scale, words, seed_lo, seed_hi, stream, store_noise, fast
-    )
+        scale = scale.to(device=x0.device, dtype=compute_dtype(x0.dtype)).reshape(-1)
+    arguments = (x0, signal, sigma, scale, words, *seed_words, stream)
+    if use_triton(x0.device) or torch.compiler.is_compiling():
+        x_t, noise = _q_sample_op(*arguments, store_noise, fast)
+    else:
+        x_t, noise = q_sample_reference(*arguments)
     return x_t, noise if store_noise else None
+
+
+def _coefficient(value, name: str, x0: torch.Tensor) -> torch.Tensor:
+    """A coefficient in the compute dtype on x0's device: (B,) for one value per sample,
+    else expanded to x0's shape (one per element)."""
+    batch = x0.shape[0]
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor with 1 or {batch} entries, got {value!r:.80}")
+    value = value.to(device=x0.device, dtype=compute_dtype(x0.dtype))
+    if value.numel() in (1, batch) and (value.dim() <= 1 or value.shape[0] == value.numel()):
+        return value.reshape(-1).expand(batch).contiguous()
+    try:
+        return value.expand(x0.shape).contiguous()
+    except RuntimeError:
+        raise ValueError(
+            f"{name} must have 1 or {batch} entries or broadcast to x0's shape "
+            f"{tuple(x0.shape)}, got shape {tuple(value.shape)}"
+        ) from None
 
 
 def diagonal_scale(family, shape: tuple[int, ...]):
     """(True, s) when ``family`` draws L e = s * e for a batch of ``shape``: (True, None)
     for isotropic noise, (True, sqrt(variance)) for a diagonal family (eigenbasis
-    "identity", white shape = sample shape); (False, None) otherwise."""
+    "identity", white shape = sample shape; float64, cached per event shape); (False, None)
+    otherwise."""
     shape = tuple(shape)
     if family.is_isotropic:
         return True, None
     if family.eigenbasis == "identity" and tuple(family.white_shape(shape)) == shape:
-        return True, family.variance(shape[1:]).sqrt()
+        cache = family.__dict__.setdefault("_diagonal_scales", {})
+        event = shape[1:]
+        if event not in cache:
+            cache[event] = family.variance(event).sqrt()
+        return True, cache[event]
     return False, None
 
 

@@ -6,6 +6,7 @@ section per family: formula, source, covariance and how it is drawn.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -60,10 +61,24 @@ def without_arguments() -> list[str]:
 
 
 def get_noise(name: str, **kwargs: Any) -> NoiseFamily:
-    """The noise family called ``name``, built with ``kwargs`` (e.g. ``rho=``, ``axis=``)."""
+    """The noise family called ``name``, built with ``kwargs`` (e.g. ``rho=``, ``axis=``).
+
+    A family that needs parameters (a covariance, factors, parts) refuses to be built
+    without them, with a TypeError that says how to build it.
+    """
     if name not in _FAMILIES:
         raise ValueError(f"unknown noise family {name!r}; available: {available()}")
-    return _FAMILIES[name](**kwargs)
+    factory = _FAMILIES[name]
+    parameters = inspect.signature(factory).parameters.values()
+    missing = [p.name for p in parameters if p.default is p.empty and p.name not in kwargs]
+    if missing:
+        arguments = ", ".join(f"{p}=..." for p in missing)
+        cls = factory.func if isinstance(factory, partial) else factory
+        raise TypeError(
+            f"noise family {name!r} needs parameters ({', '.join(missing)}): build it as "
+            f"get_noise({name!r}, {arguments}) or noisejump.noise.{cls.__name__}({arguments})"
+        )
+    return factory(**kwargs)
 
 
 __all__ = [

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from .._numpy import from_numpy
+
 F64 = torch.float64
 
 
@@ -81,9 +83,22 @@ class NoiseFamily:
         return self.apply(white, shape)
 
     def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        """S for one event, a dense float64 (d, d) matrix from the analytic formula (a new
+        tensor). d^2 memory: refused with ValueError above ``MAX_DENSE_BYTES`` (1 GiB,
+        d > 11585), checked before anything is allocated; ``variance`` needs O(d)."""
+        event_shape = tuple(event_shape)
+        self.check_shape(event_shape)
+        check_dense_bytes(event_shape, f"{self.name}: covariance")
+        return self._covariance(event_shape)
+
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        """The analytic S of a valid event (the family's formula, written independently
+        of ``apply``)."""
         raise NotImplementedError
 
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        """diag S, event-shaped float64 (a new tensor). Families override this with an
+        O(d) formula; this fallback takes the dense covariance's diagonal."""
         return torch.diagonal(self.covariance(tuple(event_shape))).reshape(event_shape)
 
     def _on(
@@ -108,18 +123,73 @@ class NoiseFamily:
 # ---- helpers shared by the families -----------------------------------------------------
 
 
+#: The most memory a dense float64 (d, d) matrix of one event may take: ``covariance``
+#: (and what builds on it: ``ForwardProcess.moments``, ``verify``) refuses larger events
+#: before allocating (1 GiB: d <= 11585, e.g. 3 x 62 x 62).
+MAX_DENSE_BYTES = 2**30
+
+
 def event_size(event_shape: tuple[int, ...]) -> int:
     return math.prod(event_shape)
 
 
-def check_positive(value: Any, name: str, family: str, *, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{family}: {name} must be a number {bound}, got {value!r}")
+def check_dense_bytes(event_shape: tuple[int, ...], what: str) -> None:
+    """ValueError when a dense float64 (d, d) matrix of this event exceeds MAX_DENSE_BYTES."""
+    d = event_size(event_shape)
+    if 8 * d * d > MAX_DENSE_BYTES:
+        raise ValueError(
+            f"{what} of event {tuple(event_shape)} is a dense {d} x {d} float64 matrix "
+            f"({8 * d * d / 2**30:.3g} GiB), above the bound of {MAX_DENSE_BYTES / 2**30:g} GiB "
+            "(noisejump.noise.base.MAX_DENSE_BYTES): use a smaller event, or variance() "
+            "for the per-element variances"
+        )
+
+
+def check_number(
+    value: Any,
+    name: str,
+    family: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    open_low: bool = False,
+) -> float:
+    """A finite real number in [low, high] ((low, high] with ``open_low``), as a float;
+    NumPy numbers are accepted. ValueError naming the family, parameter, value and range."""
+    value = from_numpy(value)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = number and math.isfinite(value) and (value > low if open_low else value >= low)
+    if not (ok and value <= high):
+        if math.isinf(high) and math.isinf(low):
+            allowed = "a finite number"
+        elif math.isinf(high):
+            allowed = f"a finite number {'>' if open_low else '>='} {low:g}"
+        else:
+            allowed = f"a finite number in {'(' if open_low else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{family}: {name} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+def check_positive(value: Any, name: str, family: str, *, allow_zero: bool = False) -> float:
+    """A finite number > 0 (>= 0 with ``allow_zero``), as a float."""
+    return check_number(value, name, family, low=0.0, open_low=not allow_zero)
+
+
+def check_image_event(event_shape: tuple[int, ...], what: str) -> None:
+    """Events of 2-D families (stationary, pyramid; blurring): (C, H, W), or more axes
+    before them (independent). Two axes are refused, not read as H x W: a batch (B, C, L)
+    of 1-D signals would otherwise get noise correlated across its channels."""
+    if len(event_shape) < 3:
+        raise ValueError(
+            f"{what}: needs events (C, H, W), a channel axis and then two spatial axes (axes "
+            f"before them are independent), got event {tuple(event_shape)}. A batch "
+            "(B, C, L) of 1-D signals is not read as H x W images: give it as (B, C, 1, L) "
+            "for noise along L; single-channel images need their channel axis, (B, 1, H, W)"
+        )
 
 
 def check_rho(rho: Any, family: str) -> float:
+    rho = from_numpy(rho)
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho < 1:
         raise ValueError(f"{family}: rho must be a correlation in [0, 1), got {rho!r}")
     return float(rho)

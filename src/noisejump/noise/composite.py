@@ -66,7 +66,7 @@ class Sum(NoiseFamily):
             self._scales[event_shape] = raw**-0.5
         return self._scales[event_shape]
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         raw = cast(torch.Tensor, sum(part.covariance(event_shape) for part in self.parts))
         return raw * self._scale(tuple(event_shape)) ** 2
 
@@ -85,7 +85,8 @@ class Kronecker(NoiseFamily):
     """A spatial family within each frame times a frame family across frames.
 
     Args:
-        space: any family, applied to the event with the frame axis removed.
+        space: any family, applied to the event with the frame axis removed; a clip
+            (F, H, W) gives it (1, H, W), one channel.
         frames: a frame family (``frames-mixed`` or ``frames-progressive``); its ``axis``
             is the frame axis of the event.
     White shape: (B, frame whites, *space white shape per frame).
@@ -112,15 +113,21 @@ class Kronecker(NoiseFamily):
         axis = self._axis(event_shape)
         return tuple(event_shape[:axis]) + tuple(event_shape[axis + 1 :])
 
+    def _space_view(self, event_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The event the space family sees: the space event, with a unit channel axis in
+        front where it has two axes (a clip (F, H, W) is one channel of H x W frames)."""
+        space_event = self._space_event(event_shape)
+        return (1, *space_event) if len(space_event) == 2 else space_event
+
     def check_shape(self, event_shape: tuple[int, ...]) -> None:
         self.frames.check_shape(event_shape)
-        self.space.check_shape(self._space_event(event_shape))
+        self.space.check_shape(self._space_view(event_shape))
 
     def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         event = tuple(shape[1:])
         frames = event[self._axis(event)]
         frame_whites = self._frames_first.white_shape((shape[0], frames, 1))[1]
-        space_white = self.space.white_shape((1, *self._space_event(event)))[1:]
+        space_white = self.space.white_shape((1, *self._space_view(event)))[1:]
         return (shape[0], frame_whites, *space_white)
 
     def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -129,19 +136,18 @@ class Kronecker(NoiseFamily):
         batch, frame_whites = white.shape[:2]
         space_event = self._space_event(tuple(shape[1:]))
         flat = white.reshape(batch * frame_whites, *white.shape[2:])
-        x = self.space.apply(flat, (batch * frame_whites, *space_event))
+        x = self.space.apply(flat, (batch * frame_whites, *self._space_view(tuple(shape[1:]))))
         x = x.reshape(batch, frame_whites, *space_event)
         frames = shape[1 + self._axis(tuple(shape[1:]))]
         x = self._frames_first.apply(x, (batch, frames, *space_event))
         return x.movedim(1, 1 + self._axis(tuple(shape[1:])))
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        self.check_shape(event_shape)
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         axis = self._axis(event_shape)
         frames = event_shape[axis]
         cov = torch.kron(
             self.frames.frame_covariance(frames),
-            self.space.covariance(self._space_event(event_shape)),
+            self.space.covariance(self._space_view(event_shape)),
         )
         # rows are ordered (frame, space...); permute them to the event's own order
         order = torch.arange(event_size(event_shape)).reshape(
@@ -153,13 +159,14 @@ class Kronecker(NoiseFamily):
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         axis = self._axis(event_shape)
-        space = self.space.variance(self._space_event(event_shape))
+        space = self.space.variance(self._space_view(event_shape))
+        space = space.reshape(self._space_event(event_shape))
         return space.unsqueeze(axis).expand(tuple(event_shape)).clone()
 
     def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         axis = self._axis(event_shape)
         return event_shape[axis] * self.space.apply_ops(
-            self._space_event(event_shape)
+            self._space_view(event_shape)
         ) + 2 * math.prod(event_shape)
 
     def __repr__(self) -> str:

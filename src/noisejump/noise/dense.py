@@ -24,7 +24,10 @@ class Dense(NoiseFamily):
 
     def __init__(self, cov: Any = None, scale_tril: Any = None) -> None:
         if (cov is None) == (scale_tril is None):
-            raise ValueError("dense: give exactly one of cov= and scale_tril=")
+            raise TypeError(
+                "dense: give exactly one of cov= (S, d x d) and scale_tril= (L, S = L L^T): "
+                "get_noise('dense', cov=S) or noisejump.noise.Dense(cov=S)"
+            )
         if cov is not None:
             cov = as_float64(cov, "cov", self.name)
             _check_square(cov, "cov")
@@ -37,7 +40,7 @@ class Dense(NoiseFamily):
                     f"dense: cov is not positive definite (smallest eigenvalue "
                     f"{smallest:.6g}); a covariance needs all eigenvalues > 0"
                 )
-            self.cov = cov
+            self._cov = cov
         else:
             scale_tril = as_float64(scale_tril, "scale_tril", self.name)
             _check_square(scale_tril, "scale_tril")
@@ -45,9 +48,19 @@ class Dense(NoiseFamily):
                 raise ValueError("dense: scale_tril must be lower triangular")
             if (scale_tril.diagonal() <= 0).any():
                 raise ValueError("dense: scale_tril needs a positive diagonal")
-            self.cov = scale_tril @ scale_tril.T
-        self.scale_tril = scale_tril
+            self._cov = scale_tril @ scale_tril.T
+        self._scale_tril = scale_tril
         self.size = scale_tril.shape[0]
+
+    @property
+    def cov(self) -> torch.Tensor:
+        """S, float64 (d, d) (a copy: changing it changes nothing here)."""
+        return self._cov.clone()
+
+    @property
+    def scale_tril(self) -> torch.Tensor:
+        """L, the lower Cholesky factor of S, float64 (d, d) (a copy)."""
+        return self._scale_tril.clone()
 
     def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
@@ -59,12 +72,11 @@ class Dense(NoiseFamily):
 
     def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         flat = white.reshape(white.shape[0], -1)
-        scale_tril_t = self._on("scale_tril.T", white, lambda: self.scale_tril.T)
+        scale_tril_t = self._on("scale_tril.T", white, lambda: self._scale_tril.T)
         return (flat @ scale_tril_t).reshape(white.shape)
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        self.check_shape(event_shape)
-        return self.cov.clone()
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        return self._cov.clone()
 
     def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         return float(self.size) ** 2

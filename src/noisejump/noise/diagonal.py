@@ -28,33 +28,38 @@ class Diagonal(NoiseFamily):
                 f"diagonal: variances must be > 0 (S positive definite, so whitening and the "
                 f"posterior stay finite), got a minimum of {v.min().item():.6g}"
             )
-        self.var = v
+        self._var = v
         self._scale = v.sqrt()
+
+    @property
+    def var(self) -> torch.Tensor:
+        """v as given, float64 (a copy: changing it changes nothing here)."""
+        return self._var.clone()
 
     def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
         try:
-            torch.broadcast_shapes(self.var.shape, tuple(event_shape))
-            ok = len(self.var.shape) <= len(event_shape)
+            torch.broadcast_shapes(self._var.shape, tuple(event_shape))
+            ok = len(self._var.shape) <= len(event_shape)
         except RuntimeError:
             ok = False
-        if not ok or torch.broadcast_shapes(self.var.shape, tuple(event_shape)) != tuple(
+        if not ok or torch.broadcast_shapes(self._var.shape, tuple(event_shape)) != tuple(
             event_shape
         ):
             raise ValueError(
-                f"diagonal: variance of shape {tuple(self.var.shape)} does not broadcast to "
+                f"diagonal: variance of shape {tuple(self._var.shape)} does not broadcast to "
                 f"the event shape {tuple(event_shape)} (batch excluded)"
             )
 
     def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         return white * self._on("scale", white, lambda: self._scale)
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.diag(self.variance(event_shape).flatten())
 
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(tuple(event_shape))
-        return self.var.expand(tuple(event_shape)).clone()
+        return self._var.expand(tuple(event_shape)).clone()
 
     def __repr__(self) -> str:
-        return f"Diagonal(variance of shape {tuple(self.var.shape)})"
+        return f"Diagonal(variance of shape {tuple(self._var.shape)})"

@@ -14,12 +14,14 @@ import math
 
 import torch
 
+from .._numpy import from_numpy
 from .base import F64, NoiseFamily, check_rho, event_size, resolve_axis
 
 
 class _Frames(NoiseFamily):
     def __init__(self, rho: float = 0.5, axis: int = 0) -> None:
         self.rho = check_rho(rho, self.name)
+        axis = from_numpy(axis)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"{self.name}: axis must be an int, got {axis!r}")
         self.axis = axis
@@ -34,8 +36,7 @@ class _Frames(NoiseFamily):
     def frame_covariance(self, frames: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        self.check_shape(event_shape)
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         axis = resolve_axis(self.axis, event_shape, self.name)
         before, after = event_size(event_shape[:axis]), event_size(event_shape[axis + 1 :])
         frames = self.frame_covariance(event_shape[axis])

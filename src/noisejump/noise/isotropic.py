@@ -20,7 +20,7 @@ class Isotropic(NoiseFamily):
     def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         return white
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.eye(event_size(event_shape), dtype=F64)
 
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:

@@ -24,24 +24,34 @@ class LowRank(NoiseFamily):
     cost = "O(d r)"
 
     def __init__(self, cov_factor: Any, cov_diag: Any) -> None:
-        self.cov_factor = as_float64(cov_factor, "cov_factor", self.name)
-        self.cov_diag = as_float64(cov_diag, "cov_diag", self.name)
-        if self.cov_factor.dim() != 2:
+        self._cov_factor = as_float64(cov_factor, "cov_factor", self.name)
+        self._cov_diag = as_float64(cov_diag, "cov_diag", self.name)
+        if self._cov_factor.dim() != 2:
             raise ValueError(
-                f"lowrank: cov_factor must be (d, r), got {tuple(self.cov_factor.shape)}"
+                f"lowrank: cov_factor must be (d, r), got {tuple(self._cov_factor.shape)}"
             )
-        d = self.cov_factor.shape[0]
-        if self.cov_diag.shape != (d,):
+        d = self._cov_factor.shape[0]
+        if self._cov_diag.shape != (d,):
             raise ValueError(
                 f"lowrank: cov_diag must have shape ({d},) to match cov_factor "
-                f"{tuple(self.cov_factor.shape)}, got {tuple(self.cov_diag.shape)}"
+                f"{tuple(self._cov_factor.shape)}, got {tuple(self._cov_diag.shape)}"
             )
-        if (self.cov_diag <= 0).any():
+        if (self._cov_diag <= 0).any():
             raise ValueError(
                 f"lowrank: cov_diag must be > 0 (so that W W^T + diag(D) is positive "
-                f"definite); got a minimum of {self.cov_diag.min().item():.6g}"
+                f"definite); got a minimum of {self._cov_diag.min().item():.6g}"
             )
-        self.size, self.rank = self.cov_factor.shape
+        self.size, self.rank = self._cov_factor.shape
+
+    @property
+    def cov_factor(self) -> torch.Tensor:
+        """W, float64 (d, r) (a copy: changing it changes nothing here)."""
+        return self._cov_factor.clone()
+
+    @property
+    def cov_diag(self) -> torch.Tensor:
+        """D, float64 (d,) (a copy)."""
+        return self._cov_diag.clone()
 
     def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
@@ -56,18 +66,17 @@ class LowRank(NoiseFamily):
 
     def apply(self, white: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         diagonal, factor = white.split([self.size, self.rank], dim=-1)
-        x = diagonal * self._on("sqrt(cov_diag)", white, self.cov_diag.sqrt) + factor @ self._on(
-            "cov_factor.T", white, lambda: self.cov_factor.T
+        x = diagonal * self._on("sqrt(cov_diag)", white, self._cov_diag.sqrt) + factor @ self._on(
+            "cov_factor.T", white, lambda: self._cov_factor.T
         )
         return x if shape is None else x.reshape(shape)
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        self.check_shape(event_shape)
-        return self.cov_factor @ self.cov_factor.T + torch.diag(self.cov_diag)
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        return self._cov_factor @ self._cov_factor.T + torch.diag(self._cov_diag)
 
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
-        return ((self.cov_factor**2).sum(1) + self.cov_diag).reshape(event_shape)
+        return ((self._cov_factor**2).sum(1) + self._cov_diag).reshape(event_shape)
 
     def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         return float(self.size * (self.rank + 1))

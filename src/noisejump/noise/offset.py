@@ -12,14 +12,21 @@ import math
 
 import torch
 
-from .base import F64, NoiseFamily, check_positive, event_size
+from .base import F64, NoiseFamily, check_number, event_size
+
+#: The largest offset strength s: the white part of each element then keeps
+#: 1 / (1 + s^2) ~ 1e-6 of its variance, the eigenvalue floor the stationary families keep
+#: (DESIGN.md); beyond it S is numerically singular (whitening, verify) and, near
+#: s = 1e154, s^2 overflows float64.
+MAX_STRENGTH = 1e3
 
 
 class Offset(NoiseFamily):
     """White noise plus strength * one shared N(0, 1) per (sample, channel).
 
     Args:
-        strength: s >= 0, the offset's standard deviation relative to the white part.
+        strength: s in [0, MAX_STRENGTH = 1000], the offset's standard deviation relative
+            to the white part.
         normalize: divide by sqrt(1 + s^2) for unit marginal variance (default True).
     White shape: (B, C, prod(spatial) + 1); the last entry of each channel is e_c.
     """
@@ -27,8 +34,7 @@ class Offset(NoiseFamily):
     name = "offset"
 
     def __init__(self, strength: float = 0.1, normalize: bool = True) -> None:
-        check_positive(strength, "strength", self.name, allow_zero=True)
-        self.strength = float(strength)
+        self.strength = check_number(strength, "strength", self.name, low=0.0, high=MAX_STRENGTH)
         self.normalize = normalize
         self._norm = 1 / math.sqrt(1 + self.strength**2) if normalize else 1.0
 
@@ -49,11 +55,15 @@ class Offset(NoiseFamily):
         x = white[..., :n] + self.strength * white[..., n:]
         return (x * self._norm).reshape(shape)
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        self.check_shape(event_shape)
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         n = event_size(event_shape[1:])
         block = torch.eye(n, dtype=F64) + self.strength**2 * torch.ones(n, n, dtype=F64)
         return torch.block_diag(*[block] * event_shape[0]) * self._norm**2
+
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        """S_ii = (1 + s^2) / (1 + s^2) = 1 (raw: 1 + s^2), without the dense S."""
+        self.check_shape(tuple(event_shape))
+        return torch.full(tuple(event_shape), (1 + self.strength**2) * self._norm**2, dtype=F64)
 
     def __repr__(self) -> str:
         return f"Offset(strength={self.strength}, normalize={self.normalize})"

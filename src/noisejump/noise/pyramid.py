@@ -18,21 +18,38 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
-from .base import F64, NoiseFamily, check_positive
+from .._numpy import from_numpy
+from .base import F64, NoiseFamily, check_image_event, check_number, check_positive
+
+#: The most levels a pyramid has (sides of 2^64 pixels halve to 1 within them).
+MAX_LEVELS = 64
 
 
-def bilinear_matrix(size_out: int, size_in: int) -> torch.Tensor:
-    """The (size_out, size_in) matrix of 1-D linear upsampling, align_corners=False:
-    source x = (i + 0.5) size_in / size_out - 0.5, clamped at 0; weights 1 - frac, frac."""
+def _bilinear_taps(size_out: int, size_in: int) -> tuple[torch.Tensor, ...]:
+    """Row i of 1-D linear upsampling, align_corners=False: weight 1 - frac at ``low`` and
+    frac at ``high``, source x = (i + 0.5) size_in / size_out - 0.5 clamped at 0."""
     i = torch.arange(size_out, dtype=F64)
     source = ((i + 0.5) * (size_in / size_out) - 0.5).clamp(min=0)
     low = source.floor().long().clamp(max=size_in - 1)
     high = (low + 1).clamp(max=size_in - 1)
-    frac = source - low
+    return low, high, source - low
+
+
+def bilinear_matrix(size_out: int, size_in: int) -> torch.Tensor:
+    """The (size_out, size_in) matrix of 1-D linear upsampling (``_bilinear_taps``)."""
+    low, high, frac = _bilinear_taps(size_out, size_in)
+    rows = torch.arange(size_out)
     matrix = torch.zeros(size_out, size_in, dtype=F64)
-    matrix[i.long(), low] += 1 - frac
-    matrix[i.long(), high] += frac
+    matrix[rows, low] += 1 - frac
+    matrix[rows, high] += frac
     return matrix
+
+
+def bilinear_row_power(size_out: int, size_in: int) -> torch.Tensor:
+    """sum_j U[i, j]^2 of ``bilinear_matrix`` per row, in O(size_out) memory: the two taps
+    squared, or 1 where they fall on one (clamped) source."""
+    low, high, frac = _bilinear_taps(size_out, size_in)
+    return torch.where(low == high, torch.ones_like(frac), (1 - frac) ** 2 + frac**2)
 
 
 class Pyramid(NoiseFamily):
@@ -41,7 +58,8 @@ class Pyramid(NoiseFamily):
     Args:
         ratio: r > 1, the resolution ratio between levels (2 halves H and W each level).
         discount: the amplitude of level k is discount^k, in (0, 1].
-        levels: the number of levels (default: until a side reaches 1).
+        levels: the number of levels, at most MAX_LEVELS = 64 (default: until a side
+            reaches 1, at most 64).
         normalize: unit variance at every position (default True).
     White shape: (B, *event[:-2], sum_k h_k w_k), the levels' white noise concatenated.
     """
@@ -55,46 +73,61 @@ class Pyramid(NoiseFamily):
         levels: int | None = None,
         normalize: bool = True,
     ) -> None:
-        check_positive(ratio, "ratio", self.name)
+        ratio = check_positive(ratio, "ratio", self.name)
         if ratio <= 1:
             raise ValueError(f"pyramid: ratio must be > 1, got {ratio!r}")
-        if isinstance(discount, bool) or not 0 < discount <= 1:
-            raise ValueError(f"pyramid: discount must be in (0, 1], got {discount!r}")
-        if levels is not None and (not isinstance(levels, int) or levels < 1):
-            raise ValueError(f"pyramid: levels must be a positive int or None, got {levels!r}")
-        self.ratio, self.discount, self.levels = float(ratio), float(discount), levels
+        discount = check_number(discount, "discount", self.name, low=0.0, high=1.0, open_low=True)
+        levels = from_numpy(levels)
+        if levels is not None and (
+            isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS
+        ):
+            raise ValueError(
+                f"pyramid: levels must be an int in [1, {MAX_LEVELS}] or None, got {levels!r}"
+            )
+        self.ratio, self.discount, self.levels = ratio, discount, levels
         self.normalize = normalize
         self._cache: dict = {}
 
     def check_shape(self, event_shape: tuple[int, ...]) -> None:
-        if len(event_shape) < 2:
-            raise ValueError(
-                f"pyramid: needs an event with two spatial axes (..., H, W), got "
-                f"{tuple(event_shape)}"
-            )
+        check_image_event(tuple(event_shape), self.name)
 
     def sizes(self, height: int, width: int) -> list[tuple[int, int]]:
-        """(h_k, w_k) for each level k."""
+        """(h_k, w_k) for each level k. Without ``levels``: until a side reaches 1; a side
+        that is 1 from the start (H = 1: 1-D signals given as (C, 1, L)) does not count."""
         sizes = []
-        for k in range(self.levels or 64):
-            h = max(1, math.floor(height / self.ratio**k))
-            w = max(1, math.floor(width / self.ratio**k))
+        for k in range(self.levels or MAX_LEVELS):
+            # r^k overflows a float for a huge r: every side is 1 by then
+            scale = self.ratio**k if k * math.log(self.ratio) < 700 else math.inf
+            h = max(1, math.floor(height / scale))
+            w = max(1, math.floor(width / scale))
             sizes.append((h, w))
-            if self.levels is None and (h == 1 or w == 1):
+            reached = (h == 1 and height > 1) or (w == 1 and width > 1) or h == w == 1
+            if self.levels is None and reached:
                 break
         return sizes
 
-    def _std(self, height: int, width: int) -> torch.Tensor:
-        """sqrt of diag(sum_k discount^(2k) Up_k Up_k^T): (H, W), float64, cached."""
+    def _raw_variance(self, height: int, width: int) -> torch.Tensor:
+        """diag(sum_k discount^(2k) Up_k Up_k^T): (H, W), float64, O(H W), cached."""
         key = (height, width)
         if key not in self._cache:
             var = torch.zeros(height, width, dtype=F64)
             for k, (h, w) in enumerate(self.sizes(height, width)):
-                row = (bilinear_matrix(height, h) ** 2).sum(1)
-                col = (bilinear_matrix(width, w) ** 2).sum(1)
+                row, col = bilinear_row_power(height, h), bilinear_row_power(width, w)
                 var += self.discount ** (2 * k) * torch.outer(row, col)
-            self._cache[key] = var.sqrt() if self.normalize else torch.ones_like(var)
+            self._cache[key] = var
         return self._cache[key]
+
+    def _std(self, height: int, width: int) -> torch.Tensor:
+        """What ``apply`` divides by: sqrt of the raw variance (1 without ``normalize``)."""
+        var = self._raw_variance(height, width)
+        return var.sqrt() if self.normalize else torch.ones_like(var)
+
+    def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
+        """1 everywhere (raw: the bracket's diagonal per position), without the dense S."""
+        self.check_shape(tuple(event_shape))
+        raw = self._raw_variance(*event_shape[-2:])
+        per_position = torch.ones_like(raw) if self.normalize else raw
+        return per_position.expand(tuple(event_shape)).clone()
 
     def white_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         n = sum(h * w for h, w in self.sizes(shape[-2], shape[-1]))
@@ -117,8 +150,7 @@ class Pyramid(NoiseFamily):
         std = self._on(("std", height, width), white, lambda: self._std(height, width))
         return (cast(torch.Tensor, total) / std).reshape(shape)
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        self.check_shape(event_shape)
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         height, width = event_shape[-2:]
         block = torch.zeros(height * width, height * width, dtype=F64)
         for k, (h, w) in enumerate(self.sizes(height, width)):

@@ -19,9 +19,14 @@ from typing import Any
 
 import torch
 
-from .base import F64, NoiseFamily, as_float64, check_positive
+from .base import F64, NoiseFamily, as_float64, check_image_event, check_number, check_positive
 
 FLOOR = 1e-6
+#: The largest |alpha| of 1/f^alpha noise. Far beyond the noises in use (pink 1, brown 2),
+#: and small enough that |f|^-alpha, with |f| in [1/n, 1/sqrt(2)], and its square root stay
+#: finite in float32 on every grid with sides up to 2^16 (normalize=False); alpha = 1e6
+#: overflows float64 (inf / inf: NaN noise).
+ALPHA_MAX = 10.0
 
 
 class Stationary(NoiseFamily):
@@ -38,14 +43,15 @@ class Stationary(NoiseFamily):
         raise NotImplementedError
 
     def check_shape(self, event_shape: tuple[int, ...]) -> None:
-        if len(event_shape) < 2:
-            raise ValueError(
-                f"{self.name}: needs an event with two spatial axes (..., H, W), got "
-                f"{tuple(event_shape)}"
-            )
+        check_image_event(tuple(event_shape), self.name)
 
     def power_spectrum(self, height: int, width: int) -> torch.Tensor:
-        """P on the full (H, W) frequency grid, floored and (by default) of mean 1; cached."""
+        """P on the full (H, W) frequency grid, floored and (by default) of mean 1: a new
+        float64 tensor (changing it changes nothing here)."""
+        return self._power(height, width).clone()
+
+    def _power(self, height: int, width: int) -> torch.Tensor:
+        """``power_spectrum``, cached per size: the table ``apply`` and the moments read."""
         key = (height, width)
         if key not in self._cache:
             power = self.raw_spectrum(height, width)
@@ -58,15 +64,14 @@ class Stationary(NoiseFamily):
         amplitude = self._on(
             ("amplitude", height, width),
             white,
-            lambda: self.power_spectrum(height, width).sqrt()[:, : width // 2 + 1],
+            lambda: self._power(height, width).sqrt()[:, : width // 2 + 1],
         )
         spectrum = torch.fft.rfft2(white) * amplitude
         return torch.fft.irfft2(spectrum, s=(height, width))
 
-    def covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
-        self.check_shape(event_shape)
+    def _covariance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         height, width = event_shape[-2:]
-        power = self.power_spectrum(height, width)
+        power = self._power(height, width)
         index_y, index_x = torch.arange(height, dtype=F64), torch.arange(width, dtype=F64)
         phase_y = 2 * math.pi * torch.outer(index_y, index_y) / height
         phase_x = 2 * math.pi * torch.outer(index_x, index_x) / width
@@ -81,7 +86,7 @@ class Stationary(NoiseFamily):
 
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
-        power = self.power_spectrum(*event_shape[-2:])
+        power = self._power(*event_shape[-2:])
         return torch.full(tuple(event_shape), float(power.mean()), dtype=F64)
 
     def apply_ops(self, event_shape: tuple[int, ...]) -> float:
@@ -98,21 +103,15 @@ def frequency_radius(height: int, width: int) -> torch.Tensor:
 class Colored(Stationary):
     """1/f^alpha noise: P(f) = |f|^(-alpha), the power (not the amplitude) falls as 1/f^alpha.
 
-    alpha = 1 pink, 2 brown (red), -1 blue, 0 white. The DC term (|f| = 0) is set to the
-    value at the lowest non-zero frequency (DESIGN.md).
+    alpha = 1 pink, 2 brown (red), -1 blue, 0 white; |alpha| <= ALPHA_MAX = 10. The DC
+    term (|f| = 0) is set to the value at the lowest non-zero frequency (DESIGN.md).
     """
 
     name = "colored"
 
     def __init__(self, alpha: float = 1.0, normalize: bool = True) -> None:
-        if (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, (int, float))
-            or not math.isfinite(alpha)
-        ):
-            raise ValueError(f"colored: alpha must be a finite number, got {alpha!r}")
+        self.alpha = check_number(alpha, "alpha", self.name, low=-ALPHA_MAX, high=ALPHA_MAX)
         super().__init__(normalize)
-        self.alpha = float(alpha)
 
     def raw_spectrum(self, height: int, width: int) -> torch.Tensor:
         radius = frequency_radius(height, width)
@@ -123,22 +122,41 @@ class Colored(Stationary):
         return f"Colored(alpha={self.alpha}, normalize={self.normalize})"
 
 
-def periodic_gaussian_spectrum(n: int, length_scale: float, wraps: int = 4) -> torch.Tensor:
-    """DFT of the periodised Gaussian kernel sum_m exp(-(a + m n)^2 / (2 l^2)) on Z_n, by
-    Poisson summation: P(f) = sum_m sqrt(2 pi) l exp(-2 pi^2 l^2 (f/n - m)^2) > 0."""
-    f = torch.arange(n, dtype=F64) / n
+#: exp(-TAIL) = 2^-60 relative: Gaussian terms beyond it are below float64 rounding.
+TAIL = 60 * math.log(2)
+
+
+def periodic_gaussian_kernel(n: int, length_scale: float) -> torch.Tensor:
+    """The periodised (wrapped) Gaussian kernel k(a) = sum_m exp(-(a + m n)^2 / (2 l^2))
+    on Z_n, summed over every wrap m with |a + m n| <= l sqrt(2 TAIL): O(n (l / n + 1))."""
+    reach = length_scale * math.sqrt(2 * TAIL)
+    wraps = math.ceil(reach / n) + 1
+    a = torch.arange(n, dtype=F64)
     m = torch.arange(-wraps, wraps + 1, dtype=F64)
+    return torch.exp(-((a[:, None] + m[None, :] * n) ** 2) / (2 * length_scale**2)).sum(1)
+
+
+def periodic_gaussian_spectrum(n: int, length_scale: float) -> torch.Tensor:
+    """P(f), f = 0..n-1, the DFT of ``periodic_gaussian_kernel``, in O(n) memory for any l.
+
+    Two exact sums, the faster-converging one taken: Poisson summation,
+    P(f) = sum_m sqrt(2 pi) l exp(-2 pi^2 l^2 (f/n - m)^2), needs the m with
+    |f/n - m| <= sqrt(TAIL / 2) / (pi l), about 3 / l of them (few for a wide kernel);
+    the DFT of the kernel summed over its wraps needs about 2 l sqrt(2 TAIL) / n (few for
+    a narrow one). Either way the terms number at most a handful where the counts cross
+    (l ~ sqrt(n)), so no length scale needs a large table.
+    """
+    reach = math.sqrt(TAIL / 2) / (math.pi * length_scale)  # in cycles per sample
+    poisson_terms = 2 * math.ceil(reach) + 2
+    spatial_terms = 2 * (math.ceil(length_scale * math.sqrt(2 * TAIL) / n) + 1) + 1
+    if spatial_terms < poisson_terms:
+        return torch.fft.fft(periodic_gaussian_kernel(n, length_scale)).real
+    f = torch.arange(n, dtype=F64) / n
+    m = torch.arange(-math.ceil(reach), math.ceil(reach) + 2, dtype=F64)
     nu = f[:, None] - m[None, :]
     return (
         math.sqrt(2 * math.pi) * length_scale * torch.exp(-2 * (math.pi * length_scale * nu) ** 2)
     ).sum(1)
-
-
-def periodic_gaussian_kernel(n: int, length_scale: float, wraps: int = 4) -> torch.Tensor:
-    """The periodised (wrapped) Gaussian kernel k(a) = sum_m exp(-(a + m n)^2 / (2 l^2))."""
-    a = torch.arange(n, dtype=F64)
-    m = torch.arange(-wraps, wraps + 1, dtype=F64)
-    return torch.exp(-((a[:, None] + m[None, :] * n) ** 2) / (2 * length_scale**2)).sum(1)
 
 
 class RBF(Stationary):
@@ -146,20 +164,24 @@ class RBF(Stationary):
 
     Covariance k(a, b) = k_y(a) k_x(b), each the periodised Gaussian exp(-a^2 / (2 l^2))
     summed over wraps: the FFT covariance is circulant, so this is the wrapped kernel
-    (pad the domain for an unwrapped one). Spectrum: its DFT, by Poisson summation.
+    (pad the domain for an unwrapped one). Spectrum: its DFT (``periodic_gaussian_spectrum``,
+    O(H + W) memory for every length scale). A length scale far above the image
+    (l = 1e9 on 64 x 64) is the limit of a constant field: all power at f = 0, the rest at
+    the spectrum's floor.
+
+    Args:
+        length_scale: l > 0 in pixels, finite.
     """
 
     name = "rbf"
 
     def __init__(self, length_scale: float = 2.0, normalize: bool = True) -> None:
-        check_positive(length_scale, "length_scale", self.name)
+        self.length_scale = check_positive(length_scale, "length_scale", self.name)
         super().__init__(normalize)
-        self.length_scale = float(length_scale)
 
     def raw_spectrum(self, height: int, width: int) -> torch.Tensor:
-        wraps = 4 + math.ceil(self.length_scale / min(height, width))
-        p_y = periodic_gaussian_spectrum(height, self.length_scale, wraps)
-        p_x = periodic_gaussian_spectrum(width, self.length_scale, wraps)
+        p_y = periodic_gaussian_spectrum(height, self.length_scale)
+        p_x = periodic_gaussian_spectrum(width, self.length_scale)
         return torch.outer(p_y, p_x)
 
     def __repr__(self) -> str:
@@ -187,19 +209,24 @@ class Spectral(Stationary):
         mirrored = torch.roll(torch.flip(power, (0, 1)), (1, 1), (0, 1))  # P(-f)
         if not torch.allclose(power, mirrored, rtol=1e-10, atol=0):
             raise ValueError("spectral: power must satisfy P(f) = P(-f) (real noise)")
-        self.power = power
+        self._given = power
+
+    @property
+    def power(self) -> torch.Tensor:
+        """P as given, float64 (a copy: changing it changes nothing here)."""
+        return self._given.clone()
 
     def check_shape(self, event_shape: tuple[int, ...]) -> None:
         super().check_shape(event_shape)
-        if tuple(event_shape[-2:]) != tuple(self.power.shape):
+        if tuple(event_shape[-2:]) != tuple(self._given.shape):
             raise ValueError(
-                f"spectral: the power spectrum is {tuple(self.power.shape)} but the event's "
+                f"spectral: the power spectrum is {tuple(self._given.shape)} but the event's "
                 f"spatial shape is {tuple(event_shape[-2:])} (event {tuple(event_shape)})"
             )
 
     def raw_spectrum(self, height: int, width: int) -> torch.Tensor:
-        self.check_shape((height, width))
-        return self.power
+        self.check_shape((1, height, width))
+        return self._given.clone()
 
     def __repr__(self) -> str:
-        return f"Spectral(power of shape {tuple(self.power.shape)})"
+        return f"Spectral(power of shape {tuple(self._given.shape)})"

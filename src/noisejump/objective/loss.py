@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..kernels.mse import keyed_mse_fused
+from ..kernels.affine import compute_dtype
+from ..kernels.mse import keyed_mse_fused, mse_and_grad
 from ..kernels.q_sample import diagonal_scale, fused_noise_scale, q_sample_keyed
-from ..rng import key_words, keyed_normal
+from ..processes.plan import is_per_element
+from ..rng import key_words
 from ..schedules import Schedule
 from .weighting import check_gamma, min_snr_weight
 
@@ -68,41 +70,25 @@ def keyed_x_t(
     if not fused:
         return process.q_sample(x0, t, seed=seed, keys=keys)[0]
     steps = process.schedule.steps(t, x0, validate=process.validate)
-    signal, sigma = process.schedule.marginal(steps, x0.device, torch.float32)
+    signal, sigma = process.schedule.marginal(steps, x0.device, compute_dtype(x0.dtype))
     x_t, _ = q_sample_keyed(
         x0, signal, sigma, seed=seed, keys=keys, scale=scale, store_noise=False, fast=fast
     )
     return x_t
 
 
-class _KeyedMSE(torch.autograd.Function):
-    """Forward: the fused pass writes the gradient; backward: scales it by d loss."""
+class _PrecomputedGradient(torch.autograd.Function):
+    """The loss with the gradient its forward pass already wrote: backward only scales it."""
 
     @staticmethod
-    def forward(
-        ctx: Any,
-        pred: torch.Tensor,
-        x0: torch.Tensor,
-        signal: torch.Tensor,
-        sigma: torch.Tensor,
-        scale: Any,
-        weight: torch.Tensor,
-        words: Any,
-        seed: int,
-        stream: int,
-        dtype: torch.dtype,
-        fast: bool,
-    ) -> torch.Tensor:
-        loss, grad = keyed_mse_fused(
-            pred, x0, signal, sigma, scale, weight, words, seed, stream, dtype, fast
-        )
+    def forward(ctx: Any, pred: torch.Tensor, loss: torch.Tensor, grad: torch.Tensor) -> Any:
         ctx.save_for_backward(grad)
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (grad,) = ctx.saved_tensors
-        return (grad * grad_loss.to(grad.dtype),) + (None,) * 10
+        return grad * grad_loss.to(grad.dtype), None, None
 
 
 def keyed_mse(
@@ -123,19 +109,24 @@ def keyed_mse(
 
     Args:
         process: the ForwardProcess that noised the batch with ``q_sample(x0, t, seed=seed,
-            keys=keys)``.
+            keys=keys)``, with any noise family.
         model_output: (B, ...) the model's prediction, x0's shape.
-        t: the steps of the batch (int or (B,) integer tensor).
-        seed, keys, stream: the same as for ``q_sample`` (``noisejump.rng``).
+        t: the steps of the batch, as ``q_sample`` takes them: an int, one per sample
+            ((B,) integer tensor) or one per element.
+        seed, keys: the same as for ``q_sample`` (``noisejump.rng``); ``stream`` moves the
+            draw to another keyed stream (the closed-form path only).
         prediction: "epsilon" (target e) or "v" (target signal_t e - sigma_t x0).
         x0: the clean batch: required for "v"; for "epsilon" only its dtype is used (e is
             rounded to it, as q_sample returns it). Default dtype: model_output's.
         weights: optional per-sample weights (B,); multiplied by the min-SNR weights when
-            ``min_snr_gamma`` is given too.
+            ``min_snr_gamma`` is given too (per element for per-element steps).
         min_snr_gamma: gamma of min-SNR-gamma weighting, or None.
         fast: approximate transcendentals in the GPU kernel (docs/gpu.md).
     Returns:
-        A float32 scalar; with all weights 1 it equals F.mse_loss(model_output, target).
+        A float32 scalar: mean over all elements of w (model_output - target)^2; with all
+        weights 1 it equals F.mse_loss(model_output, target), target from ``q_sample``.
+        Isotropic and diagonal noise with one step per sample take the fused pass (the
+        kernel on CUDA, an opaque op under torch.compile); the rest plain torch autograd.
     """
     if prediction not in LOSS_PREDICTIONS:
         raise ValueError(f"prediction must be one of {LOSS_PREDICTIONS}, got {prediction!r}")
@@ -151,63 +142,49 @@ def keyed_mse(
             f"{model_output.device}, got {tuple(x0.shape)} on {x0.device}"
         )
     batch, device = model_output.shape[0], model_output.device
-    (seed_lo, seed_hi), key_a, key_b = key_words(seed, keys, batch, stream)
-    words = torch.stack([key_a, key_b]).to(device)
-    steps = process.schedule.steps(t, model_output, validate=process.validate)
-    steps = torch.as_tensor(steps, device=device).reshape(-1).expand(batch)
-    signal, sigma = process.schedule.marginal(steps, device, torch.float32)
-    weight = _weights(process, steps, weights, min_snr_gamma, prediction, batch, device)
     noise_dtype = model_output.dtype if x0 is None else x0.dtype
+    cd = compute_dtype(noise_dtype)
+    steps = process.schedule.steps(t, model_output, validate=process.validate)
+    if not isinstance(steps, torch.Tensor) or steps.dim() == 0:
+        steps = torch.as_tensor(steps, device=device).reshape(1).expand(batch)
+    signal, sigma = process.schedule.marginal(steps, device, cd)
+    weight = _weights(process, steps, weights, min_snr_gamma, prediction, batch, device)
     v_x0 = x0 if prediction == "v" else None
     diagonal, scale = diagonal_scale(process.noise, tuple(model_output.shape))
-    if not diagonal:
-        return _general_mse(
-            process, model_output, v_x0, signal, sigma, weight, seed, keys, stream, noise_dtype
+    # One value per sample (B,), the kernel's case, or one per element (pred's shape).
+    per_element = is_per_element(steps) or weight.numel() > batch
+
+    def flat(value: torch.Tensor) -> torch.Tensor:
+        value = value.to(cd)
+        shape = model_output.shape
+        return (value.expand(shape) if per_element else value.reshape(batch)).contiguous()
+
+    pred = model_output.detach()  # the loss and its gradient come from the passes below
+    if diagonal:
+        (seed_lo, seed_hi), key_a, key_b = key_words(seed, keys, batch, stream, device)
+        words = torch.stack([key_a, key_b]).to(device)
+        if scale is not None:
+            scale = scale.to(device, cd).reshape(-1).contiguous()
+        loss, grad = keyed_mse_fused(
+            pred,
+            v_x0,
+            flat(signal),
+            flat(sigma),
+            scale,
+            flat(weight) / model_output.numel(),
+            words,
+            seed_lo | seed_hi << 32,
+            stream,
+            noise_dtype,
+            fast,
         )
-    if scale is not None:
-        scale = scale.to(device, torch.float32).reshape(-1).contiguous()
-    return _KeyedMSE.apply(
-        model_output,
-        v_x0,
-        signal.contiguous(),
-        sigma.contiguous(),
-        scale,
-        (weight / model_output.numel()).contiguous(),
-        words,
-        seed_lo | seed_hi << 32,
-        stream,
-        noise_dtype,
-        fast,
-    )
-
-
-def _general_mse(
-    process: ForwardProcess,
-    pred: torch.Tensor,
-    x0: torch.Tensor | None,
-    signal: torch.Tensor,
-    sigma: torch.Tensor,
-    weight: torch.Tensor,
-    seed: int,
-    keys: torch.Tensor,
-    stream: int,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """Any noise family (L e from a larger white shape): plain torch autograd; x0 is None
-    for the epsilon target."""
-    batch = pred.shape[0]
-    white = keyed_normal(
-        process.noise.white_shape(tuple(pred.shape)),
-        seed=seed,
-        keys=keys,
-        stream=stream,
-        device=pred.device,
-    )
-    target = process.noise.apply(white).to(dtype).float().reshape(batch, -1)
-    if x0 is not None:  # v = signal e - sigma x0
-        target = signal.reshape(-1, 1) * target - sigma.reshape(-1, 1) * x0.reshape(batch, -1)
-    error = pred.reshape(batch, -1).float() - target
-    return (weight.reshape(-1, 1) * error * error).mean()
+    else:  # L e from the family, as q_sample draws it; the same loss against it
+        like = model_output.new_zeros(model_output.shape, dtype=noise_dtype) if x0 is None else x0
+        noise = process._keyed_epsilon(like, steps, seed, keys, stream)
+        loss, grad = mse_and_grad(
+            pred, noise, v_x0, flat(signal), flat(sigma), flat(weight) / model_output.numel()
+        )
+    return _PrecomputedGradient.apply(model_output, loss, grad)
 
 
 def _weights(
@@ -219,6 +196,8 @@ def _weights(
     batch: int,
     device: torch.device | str | None,
 ) -> torch.Tensor:
+    """Per-sample weights (B,), or per element (steps' shape, broadcasting to the sample)
+    when min-SNR weights meet per-element steps; float32."""
     weight = torch.ones(batch, device=device, dtype=torch.float32)
     if weights is not None:
         if not isinstance(weights, torch.Tensor) or not weights.dtype.is_floating_point:
@@ -226,6 +205,7 @@ def _weights(
         if weights.shape != (batch,):
             raise ValueError(f"weights must have shape ({batch},), got {tuple(weights.shape)}")
         weight = weight * weights.to(device, torch.float32)
+    weight = weight.reshape((batch,) + (1,) * (steps.dim() - 1))
     if min_snr_gamma is not None:
         weight = weight * min_snr_weights(process.schedule, steps, min_snr_gamma, prediction)
     return weight

@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from .._numpy import from_numpy
 from ..rng import keyed_normal
 
 SAMPLERS = ("uniform", "stratified", "logit_normal", "importance")
@@ -36,6 +37,9 @@ class TimestepSampler:
     ) -> None:
         if name not in SAMPLERS:
             raise ValueError(f"timestep sampler must be one of {SAMPLERS}, got {name!r}")
+        num_steps = from_numpy(num_steps)
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
         self.name = name
         self.num_steps = num_steps
         self.logit_mean, self.logit_std = logit_mean, logit_std

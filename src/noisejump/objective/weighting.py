@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .._numpy import from_numpy
 from .targets import PREDICTIONS
 
 __all__ = ["WEIGHTINGS", "check_gamma", "loss_weights", "min_snr_weight"]
@@ -26,6 +27,7 @@ WEIGHTINGS = ("uniform", "min_snr")
 
 def check_gamma(gamma: Any) -> float:
     """gamma of min-SNR-gamma: a positive number."""
+    gamma = from_numpy(gamma)
     if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not gamma > 0:
         raise ValueError(f"min_snr_gamma must be a positive number, got {gamma!r}")
     return float(gamma)

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..noise.base import check_image_event
 from ..schedules import Schedule
 from .plan import Plan
 from .time_varying import F64, TimeVaryingProcess
@@ -71,21 +72,22 @@ class BlurringProcess(TimeVaryingProcess):
                 f"blurring: blur_sigmas must be ({schedule.num_steps},) finite values >= 0, got "
                 f"shape {tuple(blur_sigmas.shape)}"
             )
-        self.schedule, self.min_scale, self.blur_sigmas = schedule, float(min_scale), blur_sigmas
+        self.schedule, self.min_scale, self._blur_sigmas = schedule, float(min_scale), blur_sigmas
         self.num_steps = schedule.num_steps
         self.path = path
         self._cache: dict = {}
 
+    @property
+    def blur_sigmas(self) -> torch.Tensor:
+        """sigma_B(t) per step, float64 (T,) (a copy: changing it changes nothing here)."""
+        return self._blur_sigmas.clone()
+
     def __repr__(self) -> str:
-        blur = float(self.blur_sigmas.max())
+        blur = float(self._blur_sigmas.max())
         return f"BlurringProcess({self.schedule!r}, blur_sigma_max={blur:.3g})"
 
     def check_event(self, event_shape: tuple[int, ...]) -> None:
-        if len(event_shape) < 2:
-            raise ValueError(
-                f"blurring: needs samples with two spatial axes (..., H, W), got event "
-                f"{tuple(event_shape)}"
-            )
+        check_image_event(tuple(event_shape), "blurring")
         self._tables(*event_shape[-2:])  # validates the schedule for this size
 
     def _tables(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,7 +98,7 @@ class BlurringProcess(TimeVaryingProcess):
         k_y = torch.arange(height, dtype=F64)[:, None] / height
         k_x = torch.arange(width, dtype=F64)[None, :] / width
         lam = math.pi**2 * (k_y**2 + k_x**2)
-        tau = (self.blur_sigmas**2 / 2)[:, None, None]
+        tau = (self._blur_sigmas**2 / 2)[:, None, None]
         d = (1 - self.min_scale) * torch.exp(-lam * tau) + self.min_scale
         signal = self.schedule.table("signal", "cpu")[:, None, None]
         sigma2 = (self.schedule.table("sigma", "cpu") ** 2)[:, None, None]
@@ -114,7 +116,7 @@ class BlurringProcess(TimeVaryingProcess):
             raise ValueError(
                 f"blurring: invalid blur schedule: the SNR of DCT mode ({ky}, {kx}) rises "
                 f"from {snr_before:.12g} at step {step - 1} to {snr_after:.12g} at step {step} "
-                f"(blur_sigmas[{step}] = {float(self.blur_sigmas[step]):.6g}); each mode's "
+                f"(blur_sigmas[{step}] = {float(self._blur_sigmas[step]):.6g}); each mode's "
                 "SNR a_t^2 / sigma_t^2 must not increase, or no forward chain exists"
             )
         tables = a, r, q.clamp(min=0).sqrt()

@@ -27,13 +27,24 @@ from typing import Any, cast
 
 import torch
 
-from ..kernels import fused_noise_scale, q_sample_keyed
+from .._numpy import from_numpy
+from ..checks import host_readable
+from ..kernels import q_sample_keyed
+from ..kernels.affine import affine
+from ..kernels.affine import compute_dtype as _compute_dtype
+from ..kernels.q_sample import diagonal_scale
 from ..noise import NoiseFamily, get_noise
 from ..noise.isotropic import Isotropic
 from ..rng import keyed_normal
-from ..schedules.discrete import ScheduleLike, _from_numpy
+from ..schedules.discrete import ScheduleLike
 from . import per_element
-from .plan import Plan, check_path, is_per_element, plan_fixed_covariance
+from .plan import (
+    Plan,
+    check_path,
+    fixed_covariance_path,
+    is_per_element,
+    plan_fixed_covariance,
+)
 
 __all__ = ["ForwardProcess", "PREDICTIONS"]
 
@@ -70,6 +81,12 @@ class ForwardProcess:
             noise = Isotropic()
         elif isinstance(noise, str):
             noise = get_noise(noise)
+        elif not isinstance(noise, NoiseFamily):
+            raise TypeError(
+                "noise must be a noise family (a noisejump.noise.NoiseFamily such as "
+                "get_noise('pink') or Offset(0.1)), a family's name (one of "
+                f"noisejump.noise.available()) or None for isotropic; got {type(noise).__name__}"
+            )
         self.noise = noise
         self.validate = validate
         self.path = check_path(path)
@@ -113,27 +130,26 @@ class ForwardProcess:
         _check_sample(x0, "x0")
         self.noise.check_shape(tuple(x0.shape[1:]))
         t = self._steps(t, x0)
-        plan = self._plan(t, x0.shape)
-        if plan.path == "closed":
+        keyed = _keyed(seed, keys, noise, generator)
+        path = fixed_covariance_path(self.noise, t, self.path)
+        if path == "closed":
             return self._q_sample_closed(x0, t, noise, generator, seed, keys)
         if noise is not None:
+            plan = self._plan(t, x0.shape)
             raise ValueError(
                 f"noise= cannot be used on the {plan.path!r} path (it takes "
                 f"{plan.draws} draws, not one): {plan.reason}"
             )
-        keyed = seed is not None or keys is not None
-        if keyed:
-            draw = self._keyed_draw(x0, generator, seed, keys)
-        else:
-            draw = self._random_draw(x0, generator)
-        if plan.path == "increments" and keyed:
-            # both given: _keyed_draw above refuses one without the other
-            x_t = self._keyed_increments(x0, t, cast(int, seed), cast(torch.Tensor, keys))
-        elif plan.path == "increments":
-            x_t = self._increments(x0, t, draw)
-        else:
-            x_t = self._chain(x0, t, draw)
-        return self._with_noise(x0, t, x_t)
+        if path == "increments":
+            if keyed:
+                e = self._keyed_increments(x0, t, cast(int, seed), cast(torch.Tensor, keys))
+            else:
+                e = self._increments(x0, t, self._random_draw(x0, generator))
+            signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+            e = e.to(x0.dtype)
+            return _affine(signal, x0, sigma, e), e
+        draw = self._keyed_draw(x0, seed, keys) if keyed else self._random_draw(x0, generator)
+        return self._with_noise(x0, t, self._chain(x0, t, draw))
 
     def _keyed_increments(
         self, x0: torch.Tensor, t: Any, seed: int, keys: torch.Tensor
@@ -143,7 +159,7 @@ class ForwardProcess:
         rows = []
         for b in range(len(x0)):
             t_b = t[b : b + 1] if t.shape[0] == len(x0) else t
-            draw = self._keyed_draw(x0[b : b + 1], None, seed, keys[b : b + 1])
+            draw = self._keyed_draw(x0[b : b + 1], seed, keys[b : b + 1])
             rows.append(self._increments(x0[b : b + 1], t_b, draw))
         return torch.cat(rows)
 
@@ -156,11 +172,13 @@ class ForwardProcess:
         seed: int | None = None,
         keys: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The one-draw closed form signal_t x0 + sigma_t L e."""
+        """The one-draw closed form signal_t x0 + sigma_t L e. Keyed noise of a diagonal
+        family (L e = s * e) takes ``q_sample_keyed``: one fused pass where the kernel runs,
+        and one opaque op while torch.compile traces, so compiled = eager bitwise."""
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
-        if seed is not None and keys is not None and noise is None and generator is None:
-            fused, scale = fused_noise_scale(self.noise, x0)
-            if fused:  # the one-pass kernel (CUDA, or forced: noisejump.kernels.dispatch)
+        if seed is not None and keys is not None:
+            diagonal, scale = diagonal_scale(self.noise, tuple(x0.shape))
+            if diagonal:
                 return q_sample_keyed(x0, signal, sigma, seed=seed, keys=keys, scale=scale)
         noise = self._noise(x0, noise, generator, seed, keys)
         return _affine(signal, x0, sigma, noise), noise
@@ -293,10 +311,12 @@ class ForwardProcess:
         self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
     ) -> torch.Tensor:
         """The plan's closed form in the compute dtype; ``draw(j)`` gives white draw j."""
-        if self._plan(t, None).path == "increments":
-            return self._increments(x0, t, draw)
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
-        return signal * x0.to(signal.dtype) + sigma * self.noise.apply(draw(0), x0.shape)
+        if fixed_covariance_path(self.noise, t, "auto") == "increments":
+            e = self._increments(x0, t, draw)
+        else:
+            e = self.noise.apply(draw(0), x0.shape)
+        return signal * x0.to(signal.dtype) + sigma * e
 
     def moments(self, event_shape: tuple[int, ...], t: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(M_t, C_t) of q(x_t | x0) = N(M_t x0, C_t) for one sample, dense float64, from the
@@ -307,8 +327,9 @@ class ForwardProcess:
         t = torch.as_tensor(t).long().cpu()
         if t.dim() == len(event_shape) + 1:  # a batch-first step tensor of one sample
             t = t[0]
+        noise_cov = self.noise.covariance(event_shape)  # refuses a d x d beyond its bound
         log_abar = per_element.log_alphas_cumprod(self.schedule, t.expand(event_shape).flatten())
-        cov = per_element.kernel(log_abar, log_abar) * self.noise.covariance(event_shape)
+        cov = per_element.kernel(log_abar, log_abar) * noise_cov
         return torch.diag(torch.exp(log_abar / 2)), cov
 
     # ---- the plan --------------------------------------------------------------------------
@@ -344,8 +365,11 @@ class ForwardProcess:
         mean = signal_s sigma^2_{t|s} / sigma_t^2 x0 + alpha_{t|s} sigma_s^2 / sigma_t^2 x_t,
         variance = sigma^2_{t|s} sigma_s^2 / sigma_t^2, times S for correlated noise
         (Ho et al. 2020, eq. 6-7; Kingma et al. 2021, eq. 26 for any s < t). At t = 0 the
-        target is x0 itself: (x0, 0). Returns the mean in x_t's dtype and the variance as a
-        float32 (float64) tensor that broadcasts against x_t.
+        target is x0 itself: (x0, 0), in discrete time and at a continuous t with sigma_t = 0
+        (t = 0 of VP, sub-VP and flow matching; EDM's t is sigma > 0, and its s = 0 or -1
+        is the data). Returns the mean in x_t's dtype (computed in float32, float64 for
+        float64 x_t) and the variance as a float32 tensor (float64 for float64 x_t) that
+        broadcasts against x_t.
 
         Per-element steps with correlated noise: the posterior covariance is not a multiple
         of S; returns (mean, cov) with cov the dense (B, d, d) float64 covariance of each
@@ -366,19 +390,30 @@ class ForwardProcess:
         alpha_ts, sigma2_ts = transition(s, t, device)
         signal_s, sigma2_s = transition(-1, s, device)
         _, sigma2_t = transition(-1, t, device)
+        # sigma_t = 0 (t is the data time: 0 of VP, sub-VP, flow matching): x_t carries no
+        # noise, nor does x_s (sigma_s <= sigma_t), so x_s = signal_s x0 exactly, where the
+        # ratios below read 0 / 0: there sigma^2_{t|s} / sigma_t^2 is 1, sigma_s^2 / sigma_t^2
+        # is 0.
+        noisy = sigma2_t > 0
+        denominator = torch.where(noisy, sigma2_t, torch.ones_like(sigma2_t))
+        share_x0 = torch.where(noisy, sigma2_ts / denominator, torch.ones_like(sigma2_t))
+        share_xt = torch.where(noisy, sigma2_s / denominator, torch.zeros_like(sigma2_t))
         cd = _compute_dtype(x_t.dtype)
-        coef_x0 = (signal_s * sigma2_ts / sigma2_t).to(cd)
-        coef_xt = (alpha_ts * sigma2_s / sigma2_t).to(cd)
-        variance = (sigma2_ts * sigma2_s / sigma2_t).to(cd)
-        return _affine(coef_x0, x0, coef_xt, x_t), variance
+        coef_x0 = (signal_s * share_x0).to(cd)
+        coef_xt = (alpha_ts * share_xt).to(cd)
+        variance = (sigma2_ts * share_xt).to(cd)
+        return _affine(coef_xt, x_t, coef_x0, x0), variance
 
     def v_target(self, x0: torch.Tensor, noise: torch.Tensor, t: Any) -> torch.Tensor:
-        """v = signal_t e - sigma_t x0 (Salimans & Ho 2022, arXiv 2202.00512, section 4)."""
+        """v = signal_t e - sigma_t x0 (Salimans & Ho 2022, arXiv 2202.00512, section 4).
+
+        Returns x0's dtype, computed in float32 (float64 for float64 x0), as ``q_sample``.
+        """
         _check_sample(x0, "x0")
         _check_noise(noise, x0)
         t = self._steps(t, x0)
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
-        return _affine(signal, noise, -sigma, x0)
+        return _affine(-sigma, x0, signal, noise)
 
     def flow_velocity(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """u = dx_t/dt = e - x0 for flow matching's x_t = (1 - t) x0 + t e (Lipman et al.
@@ -404,7 +439,8 @@ class ForwardProcess:
         ``v``: signal_t x_t - sigma_t v; ``sample``: the output itself.
 
         ``epsilon`` at a step with signal 0 (zero terminal SNR, Lin et al. 2023) divides by
-        zero: refused for int and CPU t; use ``v`` there.
+        zero: refused for int and CPU t; use ``v`` there. Returns x_t's dtype, computed in
+        float32 (float64 for float64 x_t).
         """
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
@@ -444,20 +480,19 @@ class ForwardProcess:
             )
 
     def _check_order(self, s: Any, t: Any, device: torch.device, *, strict: bool) -> None:
-        """s < t (strict) or s <= t, for ints or tensors; CUDA: asynchronous assert."""
+        """s < t (strict) or s <= t, for ints or tensors, where ``noisejump.checks`` says."""
         relation = "<" if strict else "<="
         if isinstance(s, int) and isinstance(t, int):
-            ok = s < t if strict else s <= t
-        else:
-            s_, t_ = torch.as_tensor(s, device=device), torch.as_tensor(t, device=device)
-            in_order = (s_ < t_ if strict else s_ <= t_).all()
-            if device.type != "cpu":
-                if self.validate:
-                    torch._assert_async(in_order, f"need s {relation} t")
-                return
-            ok = bool(in_order)
-        if not ok:
-            raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
+            if not (s < t if strict else s <= t):
+                raise ValueError(f"need s {relation} t, got s={s}, t={t}")
+            return
+        s_, t_ = torch.as_tensor(s, device=device), torch.as_tensor(t, device=device)
+        in_order = s_ < t_ if strict else s_ <= t_
+        if host_readable(in_order):
+            if not bool(in_order.all()):
+                raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
+        elif self.validate and in_order.device.type != "meta":
+            torch._assert_async(in_order.all(), f"need s {relation} t")
 
     def _noise(
         self,
@@ -470,8 +505,8 @@ class ForwardProcess:
         """The noise to use, in x's dtype: the given one (checked), or drawn in float32
         (float64 for float64 x) and rounded to x's dtype; keyed when seed and keys are given
         (white noise of the family's white shape, counters over it, then ``apply``)."""
-        if seed is not None or keys is not None:
-            return self._keyed_noise(x, noise, generator, seed, keys)
+        if _keyed(seed, keys, noise, generator):
+            return self._keyed_closed_noise(x, cast(int, seed), cast(torch.Tensor, keys))
         if noise is not None:
             _check_noise(noise, x)
             return noise.to(x.dtype)
@@ -480,72 +515,95 @@ class ForwardProcess:
         )
         return drawn.to(x.dtype)
 
-    def _keyed_noise(
-        self,
-        x: torch.Tensor,
-        noise: torch.Tensor | None,
-        generator: torch.Generator | None,
-        seed: int | None,
-        keys: torch.Tensor | None,
+    def _keyed_closed_noise(
+        self, x: torch.Tensor, seed: int, keys: torch.Tensor, stream: int = 0
     ) -> torch.Tensor:
-        """Keyed structured noise of x's shape: draw 0 of :meth:`_keyed_draw`."""
-        if noise is not None:
-            raise ValueError("give either noise/generator or seed/keys, not both")
-        white = self._keyed_draw(x, generator, seed, keys)(0)
-        return self.noise.apply(white, tuple(x.shape)).to(x.dtype)
-
-    def _keyed_draw(
-        self,
-        x: torch.Tensor,
-        generator: torch.Generator | None,
-        seed: int | None,
-        keys: torch.Tensor | None,
-    ) -> Callable[[int], torch.Tensor]:
-        """draw(j): keyed white noise of the family's white shape, stream j (``noisejump.rng``);
-        counters run over the white shape, so a sub-batch gets exactly its rows."""
-        if seed is None or keys is None:
-            given, missing = ("seed", "keys") if keys is None else ("keys", "seed")
-            raise ValueError(
-                f"keyed noise needs both seed and keys: {given} was given without {missing} "
-                "(a seed alone would repeat the same noise at every call)"
-            )
-        if generator is not None:
-            raise ValueError("give either noise/generator or seed/keys, not both")
-        white_shape = self.noise.white_shape(tuple(x.shape))
-        cd = _compute_dtype(x.dtype)
-        # Draw 0 is stream 0, what q_sample's closed form uses; the extra draws of the
-        # per-element and chain paths take streams from EXTRA_DRAW_STREAM on.
-        return lambda j: keyed_normal(
-            white_shape,
+        """Keyed structured noise L e of x's shape and dtype, e white of ``stream``."""
+        white = keyed_normal(
+            self.noise.white_shape(tuple(x.shape)),
             seed=seed,
             keys=keys,
+            stream=stream,
+            device=x.device,
+        )
+        return self.noise.apply(white.to(_compute_dtype(x.dtype)), tuple(x.shape)).to(x.dtype)
+
+    def _keyed_epsilon(
+        self, x0: torch.Tensor, t: Any, seed: int, keys: torch.Tensor, stream: int = 0
+    ) -> torch.Tensor:
+        """The noise ``q_sample(x0, t, seed=seed, keys=keys)`` returns, for validated steps
+        t (the epsilon target of the keyed losses); ``stream`` moves the closed form's draw.
+        On the closed path it does not read x0's values (only its shape and dtype)."""
+        if fixed_covariance_path(self.noise, t, self.path) == "closed":
+            return self._keyed_closed_noise(x0, seed, keys, stream)
+        if stream != 0:
+            raise ValueError(
+                f"stream={stream}: the {self.plan(t, tuple(x0.shape)).path!r} path draws "
+                "several keyed streams of its own; only stream 0 is defined there"
+            )
+        return self.q_sample(x0, t, seed=seed, keys=keys)[1]
+
+    def _keyed_draw(
+        self, x: torch.Tensor, seed: int | None, keys: torch.Tensor | None
+    ) -> Callable[[int], torch.Tensor]:
+        """draw(j): keyed white noise of the family's white shape (``noisejump.rng``);
+        counters run over the white shape, so a sub-batch gets exactly its rows. Draw 0 is
+        stream 0, what the closed form uses; the extra draws of the per-element and chain
+        paths take streams from EXTRA_DRAW_STREAM on."""
+        white_shape = self.noise.white_shape(tuple(x.shape))
+        cd = _compute_dtype(x.dtype)
+        return lambda j: keyed_normal(
+            white_shape,
+            seed=cast(int, seed),
+            keys=cast(torch.Tensor, keys),
             stream=0 if j == 0 else EXTRA_DRAW_STREAM + j,
             device=x.device,
         ).to(cd)
+
+
+def _keyed(
+    seed: int | None,
+    keys: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    generator: torch.Generator | None,
+) -> bool:
+    """True for keyed noise (seed and keys), after refusing half a key or a mix of sources."""
+    if seed is None and keys is None:
+        return False
+    if seed is None or keys is None:
+        given, missing = ("seed", "keys") if keys is None else ("keys", "seed")
+        raise ValueError(
+            f"keyed noise needs both seed and keys: {given} was given without {missing} "
+            "(a seed alone would repeat the same noise at every call)"
+        )
+    if noise is not None or generator is not None:
+        raise ValueError("give either noise/generator or seed/keys, not both")
+    return True
 
 
 def _batch_of(t: Any) -> int:
     return len(t) if isinstance(t, torch.Tensor) and t.dim() == 1 else 1
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 for half, bfloat16 and float32 samples; float64 for float64."""
-    return F64 if dtype == F64 else torch.float32
-
-
 def _affine(a: Any, x: torch.Tensor, b: Any, y: torch.Tensor) -> torch.Tensor:
-    """a x + b y in float32 (float64 for float64 x), stored in x's dtype."""
-    cd = _compute_dtype(x.dtype)
-    return torch.addcmul(a * x.to(cd), b, y.to(cd)).to(x.dtype)
+    """a x + b y in float32 (float64 for float64 x), stored in x's dtype (``kernels.affine``:
+    bitwise the same under torch.compile)."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        cd = _compute_dtype(x.dtype)
+        a, b = (torch.as_tensor(v, dtype=cd, device=x.device) for v in (a, b))
+    return affine(a, x, b, y)
 
 
-_FLOATS = "a floating tensor (float16, bfloat16, float32 or float64)"
+#: The sample dtypes every method takes; float8 and other floating formats are refused
+#: (torch draws no noise in them and a coefficient rounded to them is meaningless).
+SAMPLE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_FLOATS = f"a floating tensor ({', '.join(str(d).removeprefix('torch.') for d in SAMPLE_DTYPES)})"
 
 
 def _check_sample(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be {_FLOATS}, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
+    if x.dtype not in SAMPLE_DTYPES:
         raise TypeError(f"{name} must be {_FLOATS}, got {x.dtype}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); nothing to noise")
@@ -568,12 +626,12 @@ def _check_noise(noise: torch.Tensor, x: torch.Tensor) -> None:
 
 
 def _int_list(steps: Any, name: str) -> list[int]:
-    steps = _from_numpy(steps)
+    steps = from_numpy(steps)
     if isinstance(steps, torch.Tensor):
         if steps.dtype.is_floating_point or steps.dtype == torch.bool or steps.dim() != 1:
             raise TypeError(f"{name} must be a 1-D sequence of integers")
         steps = steps.tolist()
-    steps = [_from_numpy(k) for k in steps]
+    steps = [from_numpy(k) for k in steps]
     if not steps or not all(isinstance(k, int) and not isinstance(k, bool) for k in steps):
         raise TypeError(f"{name} must be a non-empty sequence of ints, got {steps!r}")
     return steps

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .._numpy import from_numpy
 from .plan import Plan
 from .time_varying import F64, TimeVaryingProcess
 
@@ -34,6 +35,7 @@ class LinearGaussianChain(TimeVaryingProcess):
     """
 
     def __init__(self, num_steps: int, A: Any, B: Any, *, path: str = "auto") -> None:
+        num_steps = from_numpy(num_steps)
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"linear chain: num_steps must be a positive int, got {num_steps!r}")
         if not callable(A) or not callable(B):
@@ -57,10 +59,18 @@ class LinearGaussianChain(TimeVaryingProcess):
         return fn(k, rows.reshape(len(rows), *event)).reshape(len(rows), -1)
 
     def moments(self, event_shape: tuple[int, ...], t: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M_t, C_t), dense float64, by pushing basis vectors through A_k and B_k."""
+        """(M_t, C_t), dense float64, by pushing basis vectors through A_k and B_k: new
+        tensors (the cached ones that sampling reads stay untouched)."""
+        mean_op, cov, _ = self._moments(tuple(event_shape), t)
+        return mean_op.clone(), cov.clone()
+
+    def _moments(
+        self, event_shape: tuple[int, ...], t: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(M_t, C_t, chol-like factor of C_t), cached per (event, t)."""
         key = (tuple(event_shape), t)
         if key in self._cache:
-            return self._cache[key][:2]
+            return self._cache[key]
         d = math.prod(event_shape)
         eye = torch.eye(d, dtype=F64)
         mean_op, cov = eye, torch.zeros(d, d, dtype=F64)
@@ -72,7 +82,7 @@ class LinearGaussianChain(TimeVaryingProcess):
         cov = (cov + cov.T) / 2
         factor = _factor(cov)
         self._cache[key] = (mean_op, cov, factor)
-        return mean_op, cov
+        return mean_op, cov, factor
 
     def _dense_ok(self, event_shape: tuple[int, ...]) -> bool:
         d = math.prod(event_shape)
@@ -93,9 +103,7 @@ class LinearGaussianChain(TimeVaryingProcess):
                 for i in range(len(x0))
             ]
             return torch.cat([m for m, _ in rows]), torch.cat([e for _, e in rows])
-        t = int(t)
-        self.moments(event, t)
-        mean_op, _, factor = self._cache[(event, t)]
+        mean_op, _, factor = self._moments(event, int(t))
         cd = x0.dtype if x0.dtype == F64 else torch.float32
         flat = x0.reshape(len(x0), -1).to(cd)
         white = draw(0).reshape(len(x0), -1).to(cd)
@@ -145,8 +153,8 @@ class LinearGaussianChain(TimeVaryingProcess):
             return x0.clone(), torch.zeros(d, d, dtype=F64)
         if not self._dense_ok(event):
             raise ValueError(f"linear chain q_posterior needs d <= {MAX_DENSE_D}, got d = {d}")
-        m_prev, c_prev = self.moments(event, t - 1)
-        m_t, c_t = self.moments(event, t)
+        m_prev, c_prev, _ = self._moments(event, t - 1)
+        m_t, c_t, _ = self._moments(event, t)
         a_t = self._rows(self.A, t, torch.eye(d, dtype=F64), event).T
         gain = torch.linalg.solve(c_t, a_t @ c_prev).T  # C_(t-1) A^T C_t^-1
         flat0 = x0.reshape(len(x0), d).to(F64)

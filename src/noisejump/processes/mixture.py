@@ -55,7 +55,7 @@ class MixtureProcess(TimeVaryingProcess):
             )
         if not torch.isfinite(weights).all() or (weights < 0).any():
             raise ValueError("mixture: weights w_k(t) must be finite and >= 0")
-        self.schedule, self.atoms, self.weights = schedule, atoms, weights
+        self.schedule, self.atoms, self._weights = schedule, atoms, weights
         self.num_steps = schedule.num_steps
         self.path = path
         self._layout = Sum(atoms) if len(atoms) > 1 else None
@@ -66,13 +66,23 @@ class MixtureProcess(TimeVaryingProcess):
         for k in range(self.num_steps):
             previous = alphas[k] * previous + betas[k] * weights[k]
             c[k] = previous
-        self.c = c
+        self._c = c
         if all(a.is_isotropic or a.eigenbasis == "identity" for a in atoms):
             self.basis: str | None = "identity"  # every S_k diagonal: the posterior is per element
         elif all(a.is_isotropic or isinstance(a, Stationary) for a in atoms):
             self.basis = "fft"  # every S_k circulant: the posterior is per frequency
         else:
             self.basis = None
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """w_k(t), float64 (T, K) (a copy: changing it changes nothing here)."""
+        return self._weights.clone()
+
+    @property
+    def c(self) -> torch.Tensor:
+        """c_k(t) = sum_(s<=t) (abar_t / abar_s) beta_s w_k(s), float64 (T, K) (a copy)."""
+        return self._c.clone()
 
     def __repr__(self) -> str:
         return f"MixtureProcess({self.schedule!r}, atoms={self.atoms!r})"
@@ -107,14 +117,14 @@ class MixtureProcess(TimeVaryingProcess):
         cd = x0.dtype if x0.dtype == F64 else torch.float32
         signal = self.schedule.table("signal", x0.device, cd)[t]
         mean = signal * x0.to(cd)
-        c_t = self._coefficient(self.c.sqrt(), t, mean)
+        c_t = self._coefficient(self._c.sqrt(), t, mean)
         total: Any = 0  # 0, then a tensor
         for root_c, noise in zip(c_t, self._noises(draw(0), tuple(x0.shape)), strict=True):
             total = total + root_c * noise
         return mean, total
 
     def _chain_step(self, x: torch.Tensor, k: int, white: torch.Tensor) -> torch.Tensor:
-        root_w = self.weights[k].sqrt().tolist()
+        root_w = self._weights[k].sqrt().tolist()
         x = x * math.sqrt(self.schedule.alphas[k])
         root_beta = math.sqrt(self.schedule.betas[k])
         for w, noise in zip(root_w, self._noises(white, tuple(x.shape)), strict=True):
@@ -141,7 +151,7 @@ class MixtureProcess(TimeVaryingProcess):
         """C_t = sum_k c_k(t) S_k, dense float64 (analytic atom covariances)."""
         return cast(
             torch.Tensor,
-            sum(float(self.c[t, j]) * a.covariance(event_shape) for j, a in enumerate(self.atoms)),
+            sum(float(self._c[t, j]) * a.covariance(event_shape) for j, a in enumerate(self.atoms)),
         )
 
     def moments(self, event_shape: tuple[int, ...], t: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,10 +189,10 @@ class MixtureProcess(TimeVaryingProcess):
                 else cast(Stationary, atom).power_spectrum(height, width)
                 for atom in self.atoms
             ]
-            c_prev = torch.stack([float(self.c[t - 1, j]) * p for j, p in enumerate(spectra)]).sum(
+            c_prev = torch.stack([float(self._c[t - 1, j]) * p for j, p in enumerate(spectra)]).sum(
                 0
             )
-            c_t = torch.stack([float(self.c[t, j]) * p for j, p in enumerate(spectra)]).sum(0)
+            c_t = torch.stack([float(self._c[t, j]) * p for j, p in enumerate(spectra)]).sum(0)
             gain = a * c_prev / c_t
             update = torch.fft.irfft2(
                 gain[:, : width // 2 + 1] * torch.fft.rfft2(residual), s=(height, width)
@@ -190,8 +200,9 @@ class MixtureProcess(TimeVaryingProcess):
             return (prior_mean + update).to(x_t.dtype), c_prev - a * gain * c_prev
         if self.basis == "identity":
             var = [atom.variance(event) for atom in self.atoms]
-            c_prev = cast(torch.Tensor, sum(float(self.c[t - 1, j]) * v for j, v in enumerate(var)))
-            c_t = cast(torch.Tensor, sum(float(self.c[t, j]) * v for j, v in enumerate(var)))
+            c = self._c
+            c_prev = cast(torch.Tensor, sum(float(c[t - 1, j]) * v for j, v in enumerate(var)))
+            c_t = cast(torch.Tensor, sum(float(c[t, j]) * v for j, v in enumerate(var)))
             gain = a * c_prev / c_t
             mean = prior_mean + gain * residual
             return mean.to(x_t.dtype), c_prev - a * gain * c_prev

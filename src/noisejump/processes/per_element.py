@@ -50,9 +50,9 @@ def increments(
 ) -> torch.Tensor:
     """Per-element steps with correlated noise, sampled exactly: for the sorted distinct step
     values u_1 < ... < u_m (u_0 = -1), z_j = alpha_(u_j|u_(j-1)) z_(j-1) +
-    sigma_(u_j|u_(j-1)) L e_j, and element i takes signal_(t_i) x0_i + z_j[i] where
-    t_i = u_j: the law above with a = b = t. ``draw(j)`` gives white draw j. Returns x_t
-    in float32 (float64 for float64 x0)."""
+    sigma_(u_j|u_(j-1)) L e_j, and element i takes z_j[i] where t_i = u_j: x_t = signal_t x0
+    + z, the law above with a = b = t. ``draw(j)`` gives white draw j. Returns the noise
+    e = z / sigma_t (x_t = signal_t x0 + sigma_t e) in float32 (float64 for float64 x0)."""
     cd = F64 if x0.dtype == F64 else torch.float32
     t_full = t.expand(x0.shape)
     z = torch.zeros(x0.shape, device=x0.device, dtype=cd)
@@ -64,8 +64,8 @@ def increments(
         z = float(alpha) * z + float(sigma2.sqrt()) * e
         noise_part = torch.where(t_full == u, z, noise_part)
         previous = u
-    signal, _ = schedule.marginal(t, x0.device, cd)
-    return signal * x0.to(cd) + noise_part
+    _, sigma = schedule.marginal(t, x0.device, cd)
+    return noise_part / sigma
 
 
 def posterior(

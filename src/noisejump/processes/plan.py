@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checks import host_readable
+
 if TYPE_CHECKING:
     from ..noise import NoiseFamily
 
@@ -74,6 +76,16 @@ def check_path(path: str, allowed: tuple[str, ...] = ("auto", "chain")) -> str:
     return path
 
 
+def fixed_covariance_path(noise: NoiseFamily, t: Any, path: str) -> str:
+    """The path of ``ForwardProcess`` for validated steps ``t`` (what ``q_sample`` follows,
+    without building the :class:`Plan`): "chain" when forced, "increments" for per-element
+    steps with correlated noise, else "closed"."""
+    if path == "chain":
+        return "chain"
+    diagonal = noise.is_isotropic or noise.eigenbasis == "identity"
+    return "increments" if is_per_element(t) and not diagonal else "closed"
+
+
 def plan_fixed_covariance(
     noise: NoiseFamily,
     t: Any,
@@ -87,11 +99,10 @@ def plan_fixed_covariance(
     schedule has no chain, so no chain cost and no forced chain."""
     if continuous and path == "chain":
         raise ValueError("path='chain' needs a discrete schedule; this one is continuous-time")
-    diagonal = noise.is_isotropic or noise.eigenbasis == "identity"
-    per_element = is_per_element(t)
+    chosen = fixed_covariance_path(noise, t, path)
     # The last step, for the chain's cost: read only where that costs no device sync.
-    on_host = not isinstance(t, torch.Tensor) or t.device.type == "cpu"
-    last = last_step(t) if (on_host or path == "chain") and not continuous else None
+    readable = not isinstance(t, torch.Tensor) or host_readable(t)
+    last = last_step(t) if (readable or chosen == "chain") and not continuous else None
     if shape is None:
         ops = lambda draws: None  # noqa: E731
     else:
@@ -99,7 +110,7 @@ def plan_fixed_covariance(
         d, apply_ops = math.prod(event), noise.apply_ops(event)
         ops = lambda draws: draws * (apply_ops + 2 * d)  # noqa: E731
     chain_ops = None if last is None else ops(last + 1)
-    if path == "chain":
+    if chosen == "chain":
         assert last is not None  # read for a forced chain (continuous refused above)
         return Plan(
             "chain",
@@ -110,7 +121,7 @@ def plan_fixed_covariance(
             chain_ops,
             chain_ops,
         )
-    if per_element and not diagonal:
+    if chosen == "increments":
         draws = len(torch.unique(t))
         return Plan(
             "increments",
@@ -132,7 +143,7 @@ def plan_fixed_covariance(
             "the transitions sqrt(alpha_t) I commute with a fixed S: q(x_t | x0) = "
             "N(signal_t x0, sigma_t^2 S)"
         )
-    if per_element:
+    if is_per_element(t):
         reason += "; S is diagonal, so per-element steps are elementwise closed forms"
     return Plan("closed", structure, reason, noise.cost, 1, ops(1), chain_ops)
 

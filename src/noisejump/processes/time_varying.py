@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..schedules.discrete import _from_numpy
+from .._numpy import from_numpy
 from .forward import _check_pair, _check_sample, _compute_dtype, _int_list
 from .plan import Plan, check_path
 
@@ -148,7 +148,7 @@ class TimeVaryingProcess:
     def _steps(self, t: Any, batch: int | None) -> Any:
         """An int, or an int64 CPU/device tensor: 0-d or one step per sample."""
         allowed = f"integers in [0, {self.num_steps - 1}]"
-        t = _from_numpy(t)
+        t = from_numpy(t)
         if isinstance(t, bool) or isinstance(t, float):
             raise TypeError(f"t must be {allowed}, got {t!r}")
         if isinstance(t, int):

@@ -25,8 +25,11 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import torch
+
+from .._numpy import from_numpy as _from_numpy
+from ..checks import as_int64, check_device, check_range, host_readable
+from .spacing import spaced_steps
 
 __all__ = ["Schedule", "get_schedule", "schedule_names"]
 
@@ -60,7 +63,7 @@ class Schedule:
             torch.arange(len(betas), dtype=torch.int64) if timesteps is None else timesteps
         )
         self.name = name
-        self._cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+        self._cache: dict[tuple[str, torch.device | str, torch.dtype], torch.Tensor] = {}
 
     # ---- construction -------------------------------------------------------------------
 
@@ -179,19 +182,43 @@ class Schedule:
             root**2, name=f"{self.name}+zero_snr", timesteps=self._timesteps
         )
 
-    def respace(self, steps: int | Sequence[int] | torch.Tensor) -> Schedule:
+    def respace(
+        self,
+        steps: int | Sequence[int] | torch.Tensor,
+        *,
+        spacing: str = "linspace",
+        steps_offset: int = 0,
+    ) -> Schedule:
         """A schedule on a subset of steps that keeps abar at every kept step.
 
-        ``steps`` is a count n (n evenly spaced steps from the first to the last) or the
-        increasing step indices to keep. The new betas are 1 - abar_k / abar_prev
+        ``steps`` is a count n, spread over the T steps by ``spacing``, or the increasing
+        step indices to keep. The spacings are the peers' (``noisejump.schedules.spacing``):
+
+            "linspace"  round(linspace(0, T - 1, n)): 0, 20, 41, ..., 999 for n = 50 of
+                        1000 (the default; diffusers' timestep_spacing="linspace")
+            "leading"   k floor(T / n) + steps_offset: 0, 20, ..., 980 (+ offset)
+                        (diffusers' "leading"; Stable Diffusion uses steps_offset=1)
+            "trailing"  round(T - k T / n) - 1: 19, 39, ..., 999 (diffusers' "trailing")
+            "ddim"      guided-diffusion's space_timesteps(T, "ddimN"): stride s with
+                        exactly n steps 0, s, 2s, ... (0, 20, ..., 980); refused where
+                        no integer stride gives n, as there
+            "sections"  guided-diffusion's space_timesteps(T, "c1,c2,..."): ``steps`` a
+                        count or a sequence of per-section counts
+
+        ``steps_offset`` is diffusers' config value: "leading" adds it, "linspace" and
+        "trailing" ignore it, as diffusers does. The new betas are 1 - abar_k / abar_prev
         (Nichol & Dhariwal 2021, arXiv 2102.09672, section 4); ``timesteps`` keeps the
         original indices, which is what a model trained on the full schedule is fed.
         """
-        if isinstance(steps, int) and not isinstance(steps, bool):
-            if not 1 <= steps <= self.num_steps:
-                raise ValueError(f"respace: count must be in [1, {self.num_steps}], got {steps}")
-            keep = torch.linspace(0, self.num_steps - 1, steps, dtype=F64).round().long()
+        steps = _from_numpy(steps)
+        if spacing == "sections" or isinstance(steps, int):  # a count
+            keep = spaced_steps(self.num_steps, steps, spacing, steps_offset=steps_offset)
         else:
+            if spacing != "linspace" or steps_offset:
+                raise TypeError(
+                    f"respace: spacing={spacing!r} and steps_offset={steps_offset!r} apply "
+                    "to a count of steps; explicit step indices are kept as given"
+                )
             keep = torch.as_tensor(steps)
             if keep.dtype.is_floating_point or keep.dtype == torch.bool or keep.dim() != 1:
                 raise TypeError("respace: steps must be an int or a 1-D sequence of integers")
@@ -213,10 +240,11 @@ class Schedule:
     ) -> torch.Tensor:
         """A cached copy of an internal table on ``device`` in ``dtype`` (built in float64).
 
-        Names: ``signal``/``sigma`` (length T), ``log_alphas_cumprod_x0`` (length T + 1,
-        entry 0 is step -1, the data), ``sqrt_alphas``/``sqrt_betas`` (one chain step).
+        Names: ``signal``/``sigma`` (length T), ``signal_sigma`` (both, 2 x T),
+        ``log_alphas_cumprod_x0`` (length T + 1, entry 0 is step -1, the data),
+        ``sqrt_alphas``/``sqrt_betas`` (one chain step). Internal: never hand it out.
         """
-        key = (name, torch.device(device), dtype)
+        key = (name, device, dtype)
         cached = self._cache.get(key)
         if cached is None:
             cached = self._float64_table(name).to(device=device, dtype=dtype)
@@ -229,6 +257,8 @@ class Schedule:
             return torch.exp(0.5 * log_abar)
         if name == "sigma":
             return torch.sqrt(-torch.expm1(log_abar))
+        if name == "signal_sigma":
+            return torch.stack([self._float64_table("signal"), self._float64_table("sigma")])
         if name == "log_alphas_cumprod_x0":
             return torch.cat([log_abar.new_zeros(1), log_abar])
         if name == "sqrt_alphas":
@@ -246,11 +276,18 @@ class Schedule:
         shaped (B, 1, ..., 1) for one step per sample, or, for a ``t`` with as many
         dimensions as ``like`` that broadcasts to its shape, that shape (one step per
         element: element i stops after its own t_i steps). ``lowest`` is -1 where the data
-        itself (step -1) is allowed. CPU tensors and ints are range-checked eagerly; CUDA
-        tensors with an asynchronous device-side assert (no host sync), or not at all when
+        itself (step -1) is allowed. Any integer dtype (unsigned included) and NumPy
+        integers are accepted; a tensor of steps lives on ``like``'s device or on the CPU.
+        The range is checked where that costs no device sync and no graph break
+        (``noisejump.checks``): eagerly for ints and CPU tensors, else by an asynchronous
+        assert inside the graph (CUDA tensors, torch.compile), or not at all when
         ``validate`` is False.
         """
         highest = self.num_steps - 1
+        if type(t) is int:  # the common case first: no tensor work at all
+            if not lowest <= t <= highest:
+                raise ValueError(f"{name} must be integers in [{lowest}, {highest}], got {t}")
+            return t
         allowed = f"integers in [{lowest}, {highest}]"
         t = _from_numpy(t)
         if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
@@ -262,9 +299,7 @@ class Schedule:
                 "floating t belongs to a continuous-time process"
             )
         if isinstance(t, int):
-            if not lowest <= t <= highest:
-                raise ValueError(f"{name} must be {allowed}, got {t}")
-            return t
+            return self.steps(t, like, name=name, lowest=lowest)
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
         if t.dim() > 1 and not _broadcasts_per_element(t.shape, like.shape):
@@ -280,24 +315,31 @@ class Schedule:
                     f"{name} has {len(t)} steps but the sample's batch (first dimension) is "
                     f"{batch}; give one step per sample or a single step"
                 )
-        if t.device.type == "cpu":
-            if t.numel() and (t.min() < lowest or t.max() > highest):
-                raise ValueError(
-                    f"{name} must be {allowed}, got values in [{int(t.min())}, {int(t.max())}]"
-                )
-        elif validate:
-            torch._assert_async(((t >= lowest) & (t <= highest)).all(), f"{name} out of range")
-        # non_blocking only towards a device: a device-to-host copy must finish before use.
-        t = t.to(device=like.device, dtype=torch.int64, non_blocking=like.device.type != "cpu")
-        if t.dim() == 1:
+        check_device(t, like.device, name)
+        t = as_int64(t, name, allowed)
+        check_range(t, lowest, highest, name=name, allowed=allowed, validate=validate)
+        if validate and not host_readable(t):
+            # The assert is asynchronous: keep every gather in bounds so that it is the
+            # assert, naming the argument, that reports a bad step.
+            t = t.clamp(lowest, highest)
+        if t.device != like.device:
+            # non_blocking only towards a device: a device-to-host copy must finish first.
+            t = t.to(like.device, non_blocking=like.device.type != "cpu")
+        if t.dim() == 1 and like.dim() > 1:
             t = t.reshape((-1,) + (1,) * (like.dim() - 1))
         return t
 
     def marginal(
         self, t: Any, device: torch.device | str, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 I), gathered at t."""
-        return self.table("signal", device, dtype)[t], self.table("sigma", device, dtype)[t]
+        """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 I), gathered at t.
+
+        Fresh tensors of t's shape (one gather from a cached two-row table): changing them
+        changes nothing else."""
+        pair = self.table("signal_sigma", device, dtype)[:, t]
+        if isinstance(t, int):
+            pair = pair.clone()  # an int index gives a view of the table
+        return pair[0], pair[1]
 
     def transition(
         self, s: Any, t: Any, device: torch.device | str, dtype: torch.dtype = F64
@@ -327,15 +369,6 @@ def _broadcasts_per_element(t_shape: tuple[int, ...], like_shape: tuple[int, ...
     )
 
 
-def _from_numpy(t: Any) -> Any:
-    """NumPy integers become Python ints and NumPy arrays tensors; anything else is as is."""
-    if isinstance(t, np.ndarray):
-        return torch.from_numpy(t)
-    if isinstance(t, np.generic) and not isinstance(t, np.bool_):
-        return t.item()
-    return t
-
-
 def _is_integer(t: torch.Tensor) -> bool:
     return not (t.dtype.is_floating_point or t.dtype.is_complex)
 
@@ -353,12 +386,32 @@ def _as_table(values: Any, name: str) -> torch.Tensor:
 
 
 def _as_timesteps(timesteps: Any, n: int) -> torch.Tensor | None:
+    """The original step index of each of the n steps: n integers >= 0, increasing.
+
+    Refused, never rounded: a float index (0.5, 1.7) names no step of the original table.
+    """
     if timesteps is None:
         return None
-    timesteps = torch.as_tensor(timesteps, dtype=torch.int64).cpu().clone()
-    if timesteps.shape != (n,):
-        raise ValueError(f"timesteps must have shape ({n},), got {tuple(timesteps.shape)}")
-    return timesteps
+    values = _from_numpy(timesteps)
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+    else:
+        values = [_from_numpy(k) for k in values] if isinstance(values, Sequence) else values
+        if not isinstance(values, list) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in values
+        ):
+            raise TypeError(f"timesteps must be a sequence of ints, got {timesteps!r}")
+        values = torch.tensor(values, dtype=torch.int64)
+    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise TypeError(f"timesteps must be integers (step indices), got {values.dtype}")
+    values = values.to(torch.int64).clone()
+    if values.shape != (n,):
+        raise ValueError(f"timesteps must have shape ({n},), got {tuple(values.shape)}")
+    if (values < 0).any() or (values[1:] <= values[:-1]).any():
+        raise ValueError(
+            f"timesteps must be step indices >= 0 in increasing order, got {values.tolist()}"
+        )
+    return values
 
 
 # ---- named schedules ----------------------------------------------------------------------
@@ -421,6 +474,8 @@ def get_schedule(
     """
     if name not in _NAMED:
         raise ValueError(f"unknown schedule {name!r}; choose one of {schedule_names()}")
+    num_steps = _from_numpy(num_steps)
+    beta_start, beta_end = _from_numpy(beta_start), _from_numpy(beta_end)
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     if not 0 < beta_start <= beta_end <= 1:

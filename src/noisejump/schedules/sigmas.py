@@ -86,6 +86,8 @@ class DiscreteSigmas:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, sigma_t) of q(x_t | x0) = N(x0, sigma_t^2 I), gathered at t."""
         sigma = self.table("sigma", device, dtype)[t]
+        if isinstance(t, int):
+            sigma = sigma.clone()  # an int index gives a view of the table
         return torch.ones_like(sigma), sigma
 
     def transition(

@@ -3,7 +3,6 @@
 One concept per module:
 
     data         built-in data sets (digits, photos, folder:PATH) and the keyed data order
-    keyed        per-sample keys (global sample index, step) of the run's keyed draws
     unet         a small U-Net (timestep embedding, residual blocks, low-resolution attention)
     checkpoint   atomic, SHA-256-verified safetensors + JSON checkpoints; damaged ones set aside
     files        whole, fsynced files and strict JSON

@@ -6,7 +6,8 @@ One optimiser step on the global batch of B samples (B / W per rank):
     x0     the images the data order assigns to g
     t, w   timesteps and importance weights from keyed uniforms (timesteps.py)
     x_t, e process.q_sample(x0, t, seed=seed, keys=(g, step)): the exact O(1) jump with
-           counter-based noise keyed by sample and step (keyed.py, noisejump.rng)
+           counter-based noise keyed by sample and step (``noisejump.rng.training_keys``;
+           Philox stream 0 for the noise, stream 1 for the timestep uniforms)
     loss   mean_b  w_b lambda(t_b) |f(x_t, t)_b - target_b|^2 / d   (objective.py)
 
 With DDP each rank averages over its B / W samples and DDP averages the gradients over
@@ -27,11 +28,11 @@ from pathlib import Path
 import torch
 
 from ..objective import TimestepSampler, keyed_uniform, loss_weights, target
+from ..rng import training_keys
 from . import checkpoint, data, distributed, faults, files, restore
 from .config import TrainConfig
 from .divergence import DivergenceWatch
 from .errors import Diverged, Interrupted
-from .keyed import sample_keys
 from .lock import claim
 from .signals import StopRequest
 
@@ -129,7 +130,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             step_start = time.perf_counter()
             indices = data.global_indices(step, config.batch_size, world.rank, world.size)
             x0 = images[order.image_indices(indices)].to(device)
-            keys = sample_keys(indices, step)
+            keys = training_keys(indices, step)
             t, w = sampler.sample(
                 keyed_uniform(config.seed, keys),
                 indices - step * config.batch_size,

@@ -6,7 +6,7 @@ x0_hat = predict_x0(x_k, f(x_k, k)), clipped to the data range [-1, 1].
     ddpm  x_{k-1} ~ q(x_{k-1} | x_k, x0_hat): the exact posterior of the forward process,
           mean and variance from ``ForwardProcess.q_posterior``, its noise drawn from the
           process's noise family (correlated noise included) (Ho et al. 2020, eq. 6-7, Alg. 2)
-    ddim  on n evenly spaced steps k_n > ... > k_1 = 0, eta = 0:
+    ddim  on n evenly spaced steps k_n > ... > k_1 = 0 (``spaced_steps``), eta = 0:
           e_hat = (x_k - signal_k x0_hat) / sigma_k,  x_j = signal_j x0_hat + sigma_j e_hat
           (Song et al. 2021, arXiv 2010.02502, eq. 12 with sigma = 0)
 
@@ -16,6 +16,8 @@ Both start from x_T ~ N(0, S) and are deterministic given the generator.
 from __future__ import annotations
 
 import torch
+
+from ..schedules.spacing import spaced_steps
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -57,7 +59,7 @@ def ddim_sample(
     steps = min(DDIM_STEPS, T) if steps is None else steps
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
-    keep = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
+    keep = spaced_steps(T, steps).tolist()  # "linspace", as diffusers' DDIM
     signal = process.schedule.sqrt_alphas_cumprod.tolist()
     sigma = process.schedule.sqrt_one_minus_alphas_cumprod.tolist()
     x = _prior(process, shape, generator, device)

@@ -25,6 +25,8 @@ import math
 
 import torch
 
+from ...checks import check_device, check_values
+
 F64 = torch.float64
 DATA = -1.0  # the time that names x0 itself
 TimeLike = float | int | torch.Tensor
@@ -89,8 +91,9 @@ class ContinuousSchedule:
         for one time per sample. ``lowest`` = -1 (a jump's start, the posterior's target)
         also admits the clean data; for schedules whose time is a sigma (EDM), sigma 0 is
         admitted only then. CPU values are range-checked eagerly; CUDA tensors with an
-        asynchronous device-side assert (no host sync), or not at all when ``validate`` is
-        False.
+        asynchronous assert inside the graph (no host sync, no graph break; also while
+        torch.compile traces), or not at all when ``validate`` is False
+        (``noisejump.checks``).
         """
         if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
             raise TypeError(f"{name} must be {self._allowed(lowest)}, got a boolean")
@@ -108,13 +111,15 @@ class ContinuousSchedule:
                 f"{name} has {len(t)} times but the sample's batch (first dimension) is "
                 f"{batch}; give one time per sample or a single time"
             )
-        if t.device.type == "cpu":
-            t = t.to(F64)
-            if t.numel() and not bool(self._in_range(t, lowest).all()):
-                bad = t[~self._in_range(t, lowest)].flatten()[0].item()
-                raise ValueError(f"{name} must be {self._allowed(lowest)}, got {bad!r}")
-        elif validate:
-            torch._assert_async(self._in_range(t, lowest).all(), f"{name} out of range")
+        check_device(t, like.device, name)
+        t = t.to(F64)
+        check_values(
+            t,
+            lambda v: self._in_range(v, lowest),
+            name=name,
+            allowed=self._allowed(lowest),
+            validate=validate,
+        )
         t = t.to(device=like.device, dtype=F64, non_blocking=like.device.type != "cpu")
         if t.dim() == 1:
             t = t.reshape((-1,) + (1,) * (like.dim() - 1))
@@ -146,7 +151,9 @@ class ContinuousSchedule:
         sigma2 = -torch.expm1(delta) * torch.exp(2.0 * log_sigma_t)
         same = s == t
         alpha = torch.where(same, torch.ones_like(alpha), alpha)
-        sigma2 = torch.where(same, torch.zeros_like(sigma2), sigma2)
+        # sigma_t = 0 (t is the data: -1, or time 0 of VP, sub-VP and flow matching, sigma 0
+        # of EDM): then sigma_s = 0 too and nothing is added, where delta reads inf - inf.
+        sigma2 = torch.where(same | (log_sigma_t == -math.inf), torch.zeros_like(sigma2), sigma2)
         return alpha.to(dtype), sigma2.to(dtype)
 
     # ---- helpers ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from ..._numpy import from_numpy
 from .base import ContinuousSchedule, DeviceLike, TimeLike
 
 F64 = torch.float64
@@ -39,6 +40,7 @@ class EDM(ContinuousSchedule):
     time_name = "sigma"
 
     def __init__(self, sigma_data: float = 0.5, p_mean: float = -1.2, p_std: float = 1.2):
+        sigma_data, p_mean, p_std = from_numpy(sigma_data), from_numpy(p_mean), from_numpy(p_std)
         for label, value in (("sigma_data", sigma_data), ("p_std", p_std)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{label} must be a positive finite number, got {value!r}")

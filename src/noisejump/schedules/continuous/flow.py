@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from ..._numpy import from_numpy
 from .base import ContinuousSchedule, DeviceLike
 
 F64 = torch.float64
@@ -42,6 +43,7 @@ class FlowMatching(ContinuousSchedule):
     def __init__(self, shift: float = 1.0, logit_mean: float = 0.0, logit_std: float = 1.0):
         self.shift = _positive(shift, "shift")
         self.logit_std = _positive(logit_std, "logit_std")
+        logit_mean = from_numpy(logit_mean)
         if not (isinstance(logit_mean, (int, float)) and math.isfinite(logit_mean)):
             raise ValueError(f"logit_mean must be a finite number, got {logit_mean!r}")
         self.logit_mean = float(logit_mean)
@@ -79,6 +81,7 @@ def resolution_shift(num_tokens: int, base_num_tokens: int) -> float:
     positions (pixels or latent tokens) grows from ``base_num_tokens``, the resolution a
     schedule was tuned at, to ``num_tokens``. Pass the result as ``FlowMatching(shift=...)``.
     """
+    num_tokens, base_num_tokens = from_numpy(num_tokens), from_numpy(base_num_tokens)
     for label, value in (("num_tokens", num_tokens), ("base_num_tokens", base_num_tokens)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive int, got {value!r}")
@@ -86,6 +89,7 @@ def resolution_shift(num_tokens: int, base_num_tokens: int) -> float:
 
 
 def _positive(value: object, label: str) -> float:
+    value = from_numpy(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{label} must be a positive float, got {type(value).__name__}")
     if not (math.isfinite(value) and value > 0):

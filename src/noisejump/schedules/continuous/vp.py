@@ -11,8 +11,11 @@ would keep only 9 significant digits; expm1 keeps all of them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from ..._numpy import from_numpy
 from .base import ContinuousSchedule, DeviceLike
 
 BETA_MIN = 0.1
@@ -29,9 +32,14 @@ class VPSDE(ContinuousSchedule):
     name = "vp"
 
     def __init__(self, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX):
-        if not 0 <= beta_min < beta_max:
+        beta_min, beta_max = from_numpy(beta_min), from_numpy(beta_max)
+        numbers = all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) for b in (beta_min, beta_max)
+        )
+        if not (numbers and 0 <= beta_min < beta_max < math.inf):
             raise ValueError(
-                f"need 0 <= beta_min < beta_max, got beta_min={beta_min!r}, beta_max={beta_max!r}"
+                f"need numbers 0 <= beta_min < beta_max < inf, got beta_min={beta_min!r}, "
+                f"beta_max={beta_max!r}"
             )
         self.beta_min = float(beta_min)
         self.beta_max = float(beta_max)

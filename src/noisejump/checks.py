@@ -1,0 +1,93 @@
+"""Checks on tensor values that never sync a device and never break a compiled graph.
+
+Where a value check runs depends on where the values are:
+
+    a CPU tensor, eagerly     read on the host: a ValueError that names the argument, what
+                              is allowed and the values given
+    a CUDA (or other device) tensor, or any tensor while torch.compile traces
+                              ``torch._assert_async`` inside the graph: no host read, no graph
+                              break; out-of-range values raise a RuntimeError naming the
+                              argument when the kernel runs (skipped with ``validate=False``)
+    a meta tensor             no values to check
+
+``check_device`` keeps an argument on the sample's device or on the CPU (a CPU tensor of
+steps or keys is moved to the sample's device; anything else is refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["check_device", "check_range", "check_values", "host_readable", "as_int64"]
+
+#: Above this many elements the host read takes torch.aminmax, below it a Python list.
+_LIST_LIMIT = 256
+_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
+
+
+def host_readable(t: torch.Tensor) -> bool:
+    """True when reading ``t`` on the host costs no device sync and breaks no graph."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def check_range(
+    t: torch.Tensor, low: int, high: int, *, name: str, allowed: str, validate: bool = True
+) -> None:
+    """Require integer values in [low, high] (module docstring for where the check runs)."""
+    if host_readable(t):
+        if t.numel() == 0:
+            return
+        if t.numel() <= _LIST_LIMIT:
+            values = t.reshape(-1).tolist()
+            smallest, largest = min(values), max(values)
+        else:
+            extremes = torch.aminmax(t)
+            smallest, largest = int(extremes.min), int(extremes.max)
+        if smallest < low or largest > high:
+            raise ValueError(f"{name} must be {allowed}, got values in [{smallest}, {largest}]")
+    elif validate and t.device.type != "meta":
+        torch._assert_async(((t >= low) & (t <= high)).all(), f"{name} out of range: {allowed}")
+
+
+def check_values(
+    t: torch.Tensor,
+    ok: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    name: str,
+    allowed: str,
+    validate: bool = True,
+) -> None:
+    """Require ``ok(t)`` (a boolean mask of t's shape) everywhere; the message quotes the
+    first value that fails."""
+    if host_readable(t):
+        mask = ok(t)
+        if t.numel() and not bool(mask.all()):
+            bad = t[~mask].flatten()[0].item()
+            raise ValueError(f"{name} must be {allowed}, got {bad!r}")
+    elif validate and t.device.type != "meta":
+        torch._assert_async(ok(t).all(), f"{name} out of range: {allowed}")
+
+
+def check_device(t: torch.Tensor, device: torch.device, name: str, sample: str = "x0") -> None:
+    """``t`` must live on ``device`` (the sample's) or on the CPU (it is then moved)."""
+    if t.device == device or t.device.type == "cpu" and device.type != "meta":
+        return
+    raise ValueError(
+        f"{name} is on {t.device} but {sample} is on {device}; put {name} on {device} "
+        "(or on the CPU, from where it is moved)"
+    )
+
+
+def as_int64(t: torch.Tensor, name: str, allowed: str) -> torch.Tensor:
+    """An integer tensor as int64. Unsigned values above 2^63 - 1 (uint64) have no int64
+    value: refused on the host, as they are out of every range here."""
+    if t.dtype == torch.int64:
+        return t
+    if t.dtype == torch.uint64 and host_readable(t) and t.numel():
+        large = t.view(torch.int64) < 0  # the top bit set: >= 2^63
+        if bool(large.any()):
+            bad = t[large].flatten()[0].item()
+            raise ValueError(f"{name} must be {allowed}, got {bad}")
+    return t.to(torch.int64)

@@ -1,0 +1,93 @@
+"""Steps and keys as a hostile user gives them (issue 9, item 3): every integer dtype, the
+wrong device, meta tensors, 64-bit unsigned keys; and tables a caller cannot corrupt."""
+
+import pytest
+import torch
+
+import noisejump as nj
+from noisejump import rng
+from noisejump.continuous import VPSDE
+from noisejump.schedules import DiscreteSigmas
+
+SCHEDULE = nj.get_schedule("linear", 1000)
+PROCESS = nj.ForwardProcess(SCHEDULE)
+X0 = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.uint8, torch.int8, torch.int16, torch.uint16, torch.int32, torch.uint32, torch.uint64],
+)
+def test_steps_of_every_integer_dtype_give_the_int64_answer(dtype):
+    t = torch.tensor([0, 7, 120])
+    expected = PROCESS.q_sample(X0, t, seed=1, keys=torch.arange(3))
+    got = PROCESS.q_sample(X0, t.to(dtype), seed=1, keys=torch.arange(3))
+    assert torch.equal(expected[0], got[0]) and torch.equal(expected[1], got[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64])
+def test_unsigned_steps_out_of_range_name_their_real_values(dtype):
+    with pytest.raises(
+        ValueError, match=r"t must be integers in \[0, 999\], got values in \[5, 1000\]"
+    ):
+        PROCESS.q_sample(X0, torch.tensor([5, 1000, 7]).to(dtype))
+
+
+def test_uint64_step_above_2_63_is_refused_with_its_value():
+    t = torch.tensor([1, 2**63 + 5, 3], dtype=torch.uint64)
+    with pytest.raises(ValueError, match=str(2**63 + 5)):
+        PROCESS.q_sample(X0, t)
+
+
+def test_meta_steps_with_a_cpu_sample_are_refused():
+    with pytest.raises(ValueError, match="t is on meta but x0 is on cpu"):
+        PROCESS.q_sample(X0, torch.zeros(3, dtype=torch.int64, device="meta"))
+    with pytest.raises(ValueError, match="t is on meta"):
+        nj.ForwardProcess(VPSDE()).q_sample(X0, torch.zeros(3, device="meta"))
+
+
+def test_meta_keys_with_a_cpu_sample_are_refused():
+    with pytest.raises(ValueError, match="keys is on meta but the sample is on cpu"):
+        PROCESS.q_sample(X0, 5, seed=1, keys=torch.zeros(3, dtype=torch.int64, device="meta"))
+
+
+def test_a_meta_sample_with_meta_steps_is_shape_only():
+    x0 = torch.empty(3, 2, 4, 4, device="meta")
+    x_t, noise = PROCESS.q_sample(x0, torch.zeros(3, dtype=torch.int64, device="meta"), noise=x0)
+    assert x_t.device.type == "meta" and x_t.shape == x0.shape
+
+
+def test_uint64_keys_use_all_64_bits():
+    """A (B,) key K is the word pair (K mod 2^32, K >> 32), for uint64 up to 2^64 - 1."""
+    big = torch.tensor([2**64 - 1, 2**63 + 12345], dtype=torch.uint64)
+    words = torch.tensor([[2**32 - 1, 2**32 - 1], [12345, 2**31]])
+    assert torch.equal(
+        rng.keyed_normal((2, 10), seed=3, keys=big), rng.keyed_normal((2, 10), seed=3, keys=words)
+    )
+
+
+def test_int64_keys_out_of_range_quote_the_values_given():
+    with pytest.raises(
+        ValueError,
+        match=r"keys must be integers in \[0, 9223372036854775807\], got values in \[-4, 2\]",
+    ):
+        rng.keyed_normal((2, 4), seed=1, keys=torch.tensor([2, -4]))
+    with pytest.raises(ValueError, match=r"\[0, 4294967295\], got values in \[0, 4294967296\]"):
+        rng.keyed_normal((1, 4), seed=1, keys=torch.tensor([[0, 2**32]]))
+
+
+@pytest.mark.parametrize(
+    "schedule", [SCHEDULE, DiscreteSigmas(SCHEDULE), VPSDE()], ids=["discrete", "sigmas", "vp"]
+)
+def test_marginal_returns_fresh_tensors(schedule):
+    continuous = getattr(schedule, "is_continuous", False)
+    for t in (5, torch.tensor(5), torch.tensor([1, 2, 3])):
+        t = t / 10 if continuous else t
+        signal, sigma = schedule.marginal(t, "cpu", torch.float32)
+        before = schedule.marginal(t, "cpu", torch.float32)
+        signal.add_(1)
+        sigma.mul_(0)
+        after = schedule.marginal(t, "cpu", torch.float32)
+        assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    x_t, _ = PROCESS.q_sample(X0, 5, noise=torch.zeros_like(X0))
+    assert torch.allclose(x_t, SCHEDULE.sqrt_alphas_cumprod[5].float() * X0)
