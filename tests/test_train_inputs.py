@@ -147,7 +147,8 @@ def test_sixteen_bit_pngs_are_scaled_by_their_range(tmp_path):
     for value in (1000, 32768, 65535):
         pixels = np.full((4, 4), value, dtype=np.uint16)
         Image.fromarray(pixels).save(tmp_path / "deep" / f"{value:05d}.png")
-    assert Image.open(tmp_path / "deep" / "01000.png").mode.startswith("I")  # 16-bit read
+    with Image.open(tmp_path / "deep" / "01000.png") as image:
+        assert image.mode.startswith("I")  # Pillow reads it as 16-bit
     images = _load_folder(tmp_path / "deep")
     assert images.shape == (3, 3, 4, 4)
     expected = torch.tensor([1000, 32768, 65535]) / 65535 * 2 - 1
