@@ -96,7 +96,7 @@ def test_an_argument_error_is_one_line_and_a_pointer_to_help(capsys, tmp_path):
         main(["train", str(tmp_path / "run"), "--lr", "-1"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
-        "noisejump train: error: argument --lr: must be > 0, got -1",
+        "noisejump train: error: argument --lr: must be a finite number > 0, got -1",
         "See 'noisejump train --help'.",
     ]
     with pytest.raises(SystemExit):

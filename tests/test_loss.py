@@ -141,7 +141,7 @@ def test_inputs_are_not_mutated(process):
         ({"prediction": "sample"}, ValueError, "prediction must be one of"),
         ({"prediction": "v"}, ValueError, "prediction='v' needs x0"),
         ({"x0": torch.zeros(2, 3)}, ValueError, "x0 must match model_output's shape"),
-        ({"x0": [0.0]}, TypeError, "x0 must be a tensor or None"),
+        ({"x0": [0.0]}, TypeError, "x0 must be a floating tensor .* or None"),
         ({"weights": torch.ones(3)}, ValueError, r"weights must have shape \(4,\)"),
         ({"weights": torch.ones(4, dtype=torch.int64)}, TypeError, "weights must be a floating"),
         ({"min_snr_gamma": 0.0}, ValueError, "min_snr_gamma must be a positive number"),

@@ -6,8 +6,8 @@ import torch
 
 import noisejump as nj
 from noisejump import rng
-from noisejump.loss import keyed_mse
 from noisejump.continuous import VPSDE
+from noisejump.loss import keyed_mse
 from noisejump.schedules import DiscreteSigmas
 
 SCHEDULE = nj.get_schedule("linear", 1000)
@@ -108,6 +108,6 @@ def test_keyed_mse_refuses_float8(which):
     bad = good.to(torch.float8_e4m3fn)
     arguments = {"model_output": good, "x0": good, which: bad}
     with pytest.raises(TypeError, match=f"{which} must be a floating tensor.*float8"):
-        nj.loss.keyed_mse(
+        keyed_mse(
             PROCESS, arguments["model_output"], 5, seed=1, keys=torch.arange(3), x0=arguments["x0"]
         )

@@ -7,20 +7,16 @@ import subprocess
 import sys
 
 import torch
-from _train_helpers import cli_args, losses, tiny_config
+from _train_helpers import cli_args, losses, one_thread, tiny_config
 
-from noisejump.train import checkpoint
+from noisejump.train import checkpoint, faults
 from noisejump.train.loop import train
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
     config = tiny_config(steps=4, checkpoint_every=4, batch_size=16)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         train(config, tmp_path / "one", progress=False)
-    finally:
-        torch.set_num_threads(previous)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "noisejump", "train", str(tmp_path / "two"), "--quiet", *cli_args(config),
@@ -53,3 +49,26 @@ def _other_seed_losses(tmp_path, config):
     other = tiny_config(**{**config.to_json(), "seed": config.seed + 1})
     train(other, tmp_path / "other", progress=False)
     return losses(tmp_path / "other")
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """SIGTERM reaches rank 1 alone during step 2: the ranks agree (one collective per
+    step), rank 0 writes checkpoint 2, both exit 143; a 1-process resume continues it."""
+    config = tiny_config(steps=4, checkpoint_every=4, batch_size=16)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "noisejump", "train", str(tmp_path / "two"), "--quiet", *cli_args(config),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", faults.SIGNAL_ENV: "SIGTERM@2/1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.count("stopped by SIGTERM after step 2") == 2, result.stderr[-3000:]
+    assert "exitcode  : 143" in result.stderr  # torchrun's report of its workers
+    assert [p.name for p in checkpoint.complete_checkpoints(tmp_path / "two")] == ["step-00000002"]
+    with one_thread():
+        train(config, tmp_path / "one", progress=False)
+        assert train(config, tmp_path / "two", resume=True, progress=False)["resumed_from"] == 2
+    torch.testing.assert_close(
+        torch.tensor(losses(tmp_path / "two")), torch.tensor(losses(tmp_path / "one")),
+        rtol=1e-4, atol=1e-6,
+    )  # fmt: skip

@@ -1,28 +1,19 @@
-"""The training loop: it learns, it resumes exactly, and its checkpoints survive crashes."""
+"""The training loop: it learns and it resumes exactly (crashes: test_train_crashes.py)."""
 
 from __future__ import annotations
 
-import errno
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
-from _train_helpers import cli_args, losses, tiny_config
+from _train_helpers import losses, one_thread, tiny_config
 
 from noisejump.train import checkpoint
 from noisejump.train.loop import train
 
-SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # the subprocesses run with one thread too: same float sums
-    yield
-    torch.set_num_threads(previous)
+def _one_thread():
+    with one_thread():
+        yield
 
 
 def test_loss_decreases_on_digits_and_not_without_learning(tmp_path):
@@ -56,71 +47,6 @@ def test_resume_equals_uninterrupted_run(tmp_path):
             assert torch.equal(tensor, split[part][name]), (part, name)
 
 
-def kill_9_then_resume(tmp_path, hook: str, step: int, check_killed) -> None:
-    """Train with the test hook ``hook`` killing the run at checkpoint ``step``, run
-    ``check_killed(run_dir)`` on what the kill left, resume, and compare the losses with an
-    uninterrupted run."""
-    config = tiny_config(steps=8, checkpoint_every=4)
-    train(config, tmp_path / "whole", progress=False)
-    command = [sys.executable, "-m", "noisejump", "train", str(tmp_path / "killed"), "--quiet"]
-    env = {**SUBPROCESS_ENV, hook: str(step)}
-    killed = subprocess.run(command + cli_args(config), env=env, capture_output=True, text=True)
-    assert killed.returncode == -9, killed.stderr
-    assert [p.name for p in checkpoint.complete_checkpoints(tmp_path / "killed")] == [
-        "step-00000004"
-    ]
-    check_killed(tmp_path / "killed")
-    resumed = subprocess.run(
-        command + cli_args(config) + ["--resume"],
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
-
-
-def test_kill_9_right_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
-    def no_losses_yet(run_dir):
-        assert not (run_dir / "losses.json").exists()
-
-    kill_9_then_resume(tmp_path, checkpoint.KILL_AFTER_ENV, 4, no_losses_yet)
-
-
-def test_kill_9_during_a_checkpoint_write_keeps_the_earlier_one(tmp_path):
-    def half_written_is_temporary(run_dir):
-        root = checkpoint.checkpoint_dir(run_dir)
-        assert list(root.glob(".tmp-step-00000008-*")), "the half-written checkpoint is a .tmp-*"
-
-    kill_9_then_resume(tmp_path, checkpoint.KILL_DURING_ENV, 8, half_written_is_temporary)
-    root = checkpoint.checkpoint_dir(tmp_path / "killed")
-    assert not list(root.glob(".tmp-*")), "the next save removes the stale temporary"
-
-
-def test_a_failed_checkpoint_write_keeps_the_earlier_one(tmp_path, monkeypatch):
-    import safetensors.torch
-
-    config = tiny_config(steps=8, checkpoint_every=4)
-    real_save = safetensors.torch.save_file
-    calls = []
-
-    def disk_full_on_second_checkpoint(tensors, filename, *args, **kwargs):
-        calls.append(filename)
-        if len(calls) > len(checkpoint.TENSOR_FILES):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(tensors, filename, *args, **kwargs)
-
-    monkeypatch.setattr(safetensors.torch, "save_file", disk_full_on_second_checkpoint)
-    with pytest.raises(OSError, match="earlier checkpoints are untouched"):
-        train(config, tmp_path / "run", progress=False)
-    root = checkpoint.checkpoint_dir(tmp_path / "run")
-    assert sorted(p.name for p in root.iterdir()) == ["step-00000004"]  # no .tmp-* left
-    tensors, state = checkpoint.load(root / "step-00000004")
-    assert state["step"] == 4 and len(state["losses"]) == 4
-    monkeypatch.setattr(safetensors.torch, "save_file", real_save)
-    assert train(config, tmp_path / "run", resume=True, progress=False)["resumed_from"] == 4
-
-
 def test_only_the_newest_checkpoints_are_kept(tmp_path):
     train(
         tiny_config(steps=6, checkpoint_every=2, keep_checkpoints=2), tmp_path / "r", progress=False
@@ -146,7 +72,7 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path):
     train(tiny_config(steps=4), tmp_path / "run", progress=False)
     found = checkpoint.latest(tmp_path / "run")
     (found / "model.safetensors").write_bytes(b"\x00garbage")
-    with pytest.raises(ValueError, match="damaged or incomplete"):
+    with pytest.raises(ValueError, match="model.safetensors fails its SHA-256"):
         checkpoint.load(found)
 
 

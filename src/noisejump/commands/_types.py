@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
 
@@ -35,10 +36,19 @@ def step(text: str) -> int:
         raise argparse.ArgumentTypeError(f"steps are >= 0, got {text}") from None
 
 
+def seed(text: str) -> int:
+    """An integer seed in [0, 2^32)."""
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seeds are integers in [0, 2^32), got {text}")
+    return value
+
+
 def positive_float(text: str) -> float:
+    """A finite float > 0 (``inf`` and ``nan`` are refused here, before any work)."""
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._types import device, positive_int
+from ._types import device, positive_int, seed
 
 
 def add_parser(subparsers) -> None:
@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
         default=None,
         help="DDIM steps (default: 50, or the schedule's T when smaller)",
     )
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default: cpu)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)

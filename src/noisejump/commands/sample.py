@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from ._types import device, positive_int
+from ._types import device, positive_int, seed
 
 
 def add_parser(subparsers) -> None:
@@ -14,7 +15,7 @@ def add_parser(subparsers) -> None:
         "sample",
         help="sample images from a checkpoint (ancestral DDPM or DDIM)",
         description=(
-            "Loads CHECKPOINT (a run folder: its latest checkpoint; or a checkpoint "
+            "Loads CHECKPOINT (a run folder: its newest intact checkpoint; or a checkpoint "
             "directory), draws --num samples with the EMA (or raw) weights and writes "
             "OUT.png (a grid) and OUT.safetensors (the tensor 'samples', (N, C, H, W) in "
             "[-1, 1]). ddpm samples every step of the exact posterior q(x_{t-1} | x_t, x0_hat), "
@@ -38,7 +39,7 @@ def add_parser(subparsers) -> None:
         help="DDIM steps (default: 50, or the schedule's T when smaller)",
     )
     p.add_argument("--num", type=positive_int, default=64, help="samples (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
     p.add_argument(
         "--weights",
         choices=("ema", "model"),
@@ -55,13 +56,22 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from safetensors.torch import save_file
+    import torch
+    from safetensors.torch import save
 
+    from ..train import checkpoint, files
     from ..train.pictures import sample_caption, save_grid
     from ..train.restore import load_trained
     from ..train.sampling import sample, sampler_steps
 
     trained = load_trained(args.checkpoint, weights=args.weights, device=args.device)
+    out = Path(args.out) if args.out else trained.run_dir / f"samples-{args.sampler}"
+    inside = checkpoint.inside_checkpoint(out, trained.run_dir)
+    if inside is not None:
+        raise ValueError(
+            f"--out {str(out)!r} is inside checkpoint folder {str(inside)!r}; sample never "
+            "writes into checkpoints: choose a path outside them"
+        )
     images = sample(
         trained.model,
         trained.process,
@@ -72,19 +82,17 @@ def run(args) -> int:
         steps=args.steps,
         device=args.device,
     )
-    out = Path(args.out) if args.out else trained.run_dir / f"samples-{args.sampler}"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not torch.isfinite(images).all():
+        raise ValueError(f"sampling {args.checkpoint!r} gave non-finite values; nothing written")
+    png, tensor = out.with_suffix(".png"), out.with_suffix(".safetensors")
     steps = sampler_steps(args.sampler, trained.process.num_steps, args.steps)
     caption = sample_caption(trained.step, args.sampler, steps, args.seed, args.weights)
-    save_grid(images, out.with_suffix(".png"), caption=caption)
-    save_file({"samples": images.cpu().contiguous()}, str(out.with_suffix(".safetensors")))
-    print(
-        json.dumps(
-            {
-                "png": str(out.with_suffix(".png")),
-                "tensor": str(out.with_suffix(".safetensors")),
-                "shape": list(images.shape),
-            }
-        )
-    )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(images, png, caption=caption)
+        files.replace(tensor, save({"samples": images.cpu().contiguous()}))
+    except OSError as error:
+        print(f"noisejump sample: error: could not write {out}.*: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"png": str(png), "tensor": str(tensor), "shape": list(images.shape)}))
     return 0

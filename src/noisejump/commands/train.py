@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from ._types import device, non_negative_int, positive_float, positive_int
+from ._types import device, non_negative_int, positive_float, positive_int, seed
 
 
 def add_parser(subparsers) -> None:
@@ -43,7 +44,13 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in RUN_DIR from its latest complete checkpoint",
+        help="continue the run in RUN_DIR from its newest intact checkpoint",
+    )
+    p.add_argument(
+        "--allow-changed-data",
+        action="store_true",
+        help="with --resume: continue even though the data folder changed since the "
+        "checkpoint (its file names, sizes or times)",
     )
     p.add_argument(
         "--data",
@@ -159,7 +166,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed,
         default=d.seed,
         help=f"seed of weights, data order, noise and timesteps (default: {d.seed})",
     )
@@ -206,6 +213,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..train.config import TrainConfig
+    from ..train.errors import TrainingStopped
     from ..train.loop import train
 
     if args.threads is not None:
@@ -242,7 +250,27 @@ def run(args) -> int:
         keep_checkpoints=args.keep_checkpoints,
         final_samples=args.final_samples,
     )
-    summary = train(config, args.run_dir, resume=args.resume, progress=not args.quiet)
+    try:
+        summary = train(
+            config,
+            args.run_dir,
+            resume=args.resume,
+            progress=not args.quiet,
+            allow_changed_data=args.allow_changed_data,
+        )
+    except TrainingStopped as stopped:  # a signal, divergence, another writer
+        print(f"noisejump train: {stopped}", file=sys.stderr)
+        return stopped.exit_code
+    except OSError as error:  # a full disk or a read-only folder: one line
+        print(f"noisejump train: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # the second Ctrl-C
+        print(
+            "noisejump train: stopped at once (second interrupt); the newest complete "
+            f"checkpoint is intact: continue with `noisejump train {args.run_dir} --resume`",
+            file=sys.stderr,
+        )
+        return 130
     if "losses" in summary:  # rank 0
-        print(json.dumps(summary, indent=1))
+        print(json.dumps(summary, indent=1, allow_nan=False))
     return 0

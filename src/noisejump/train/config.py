@@ -4,10 +4,15 @@ Units: ``steps`` are optimiser steps; ``batch_size`` is the global batch (all ra
 together); ``ema_halflife_ksamples`` is the EMA half-life in thousands of training samples
 (as EDM's ``ema_halflife_kimg``); ``lr`` is AdamW's learning rate after a linear warm-up of
 ``warmup_steps``.
+
+Ranges (``validate``): counts are integers (steps, batch, checkpoints >= 1; warm-up, final
+samples >= 0), ``seed`` in [0, 2^32), ``lr`` in (0, 1], and the other real numbers finite
+and > 0.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ..noise import available as noise_names
@@ -16,6 +21,16 @@ from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS, check_prediction
 from ..processes import ForwardProcess
 from ..schedules import get_schedule, schedule_names
 from .unet import UNet
+
+#: The largest learning rate ``validate`` accepts; the seed is below 2^32.
+MAX_LR = 1.0
+SEED_LIMIT = 2**32
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
 @dataclass
@@ -58,7 +73,7 @@ class TrainConfig:
             raise ValueError(f"unknown training config key(s) {sorted(unknown)}")
         values = dict(values)
         for key in ("channel_mult", "attention_resolutions"):
-            if values.get(key) is not None:
+            if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
         return cls(**values)
 
@@ -85,15 +100,27 @@ class TrainConfig:
             "checkpoint_every",
             "keep_checkpoints",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            _check_int(name, getattr(self, name), 1)
+        for name in ("warmup_steps", "final_samples", "seed"):
+            _check_int(name, getattr(self, name), 0)
+        if self.seed >= SEED_LIMIT:
+            raise ValueError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
+        if self.image_size is not None:
+            _check_int("image_size", self.image_size, 1)
         for name in ("lr", "snr_gamma", "ema_halflife_ksamples", "grad_clip"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.warmup_steps < 0 or self.final_samples < 0:
-            raise ValueError("warmup_steps and final_samples must be >= 0")
-        if not self.channel_mult or min(self.channel_mult) < 1:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.lr > MAX_LR:
+            raise ValueError(
+                f"lr must be in (0, {MAX_LR:g}] (AdamW moves each weight by about lr per "
+                f"step), got {self.lr!r}"
+            )
+        if not self.channel_mult or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.channel_mult
+        ):
             raise ValueError(f"channel_mult must be positive integers, got {self.channel_mult}")
         check_prediction(self.prediction, self.build_schedule())
 

@@ -5,7 +5,14 @@ Data sets (``load_images(spec)``), every image scaled to [-1, 1], shape (N, C, H
     digits        scikit-learn's bundled 8x8 handwritten digits (1797), 1 channel; the
                   training split of a fixed split (``digits_split``)
     photos        random crops of scikit-learn's two bundled sample photos, 3 channels
-    folder:PATH   every PNG/JPEG in PATH, resized (shorter side) and centre-cropped
+    folder:PATH   every PNG/JPEG in PATH (not its subfolders), EXIF orientation applied,
+                  transparent pixels composited on white (``ALPHA_BACKGROUND``), 16-bit
+                  grayscale PNGs scaled by 65535 (8-bit images by 255), resized (shorter
+                  side) and centre-cropped
+
+A folder's fingerprint (``fingerprint``: the relative path, size and modification time of
+each image file) is stored in every checkpoint, so a resumed run can tell that its data
+changed.
 
 Data order: the global sample index g = step * global_batch + position. Sample g is image
 ``perm_e[g mod N]`` of the permutation of epoch e = g div N, drawn from (seed, e). The order
@@ -16,6 +23,8 @@ run on any number of ranks read the same images, and rank r reads positions
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +36,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DIGITS_SPLIT_SEED = 0
 DIGITS_HELD_OUT = 297
 PHOTO_CROPS = 2048
+#: The colour transparent pixels of folder images are composited on (white).
+ALPHA_BACKGROUND = (255, 255, 255)
+#: Pillow's modes for one 16-bit channel (PNG grayscale of bit depth 16).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -80,8 +93,20 @@ def _photo_crops(size: int) -> torch.Tensor:
 
 
 def _folder(path: str, size: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
+    images = []
+    for file in image_files(path):
+        try:
+            images.append(_read_image(file, size))
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"cannot read image {str(file)!r}: {error}") from None
+    unit = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    return (unit * 2.0 - 1.0).contiguous()
+
+
+def image_files(path: str) -> list[Path]:
+    """The image files of folder ``path``, sorted; ValueError if there are none."""
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"image folder {str(folder)!r} does not exist or is not a directory")
@@ -91,14 +116,45 @@ def _folder(path: str, size: int) -> torch.Tensor:
             f"image folder {str(folder)!r} contains no images; expected files ending in "
             f"{', '.join(IMAGE_SUFFIXES)} (case-insensitive)"
         )
-    images = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                images.append(np.asarray(_resize_crop(image.convert("RGB"), size)))
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"cannot read image {str(file)!r}: {error}") from None
-    return _to_tensor(np.stack(images))
+    return files
+
+
+def _read_image(file: Path, size: int) -> np.ndarray:
+    """One image as float32 (size, size, 3) in [0, 1]: EXIF orientation applied, 16-bit
+    grayscale divided by 65535, transparency composited on ``ALPHA_BACKGROUND``."""
+    from PIL import Image, ImageOps
+
+    with Image.open(file) as opened:
+        image = ImageOps.exif_transpose(opened)
+        if image.mode in SIXTEEN_BIT_MODES:
+            # Pillow's convert("RGB") clips these at 255; resize the exact values instead.
+            plane = Image.fromarray(np.asarray(image, dtype=np.float32) / 65535.0)
+            gray = np.asarray(_resize_crop(plane, size)).clip(0.0, 1.0)
+            return np.repeat(gray[..., None], 3, axis=-1)
+        if image.has_transparency_data:
+            image = image.convert("RGBA")
+            background = Image.new("RGBA", image.size, (*ALPHA_BACKGROUND, 255))
+            image = Image.alpha_composite(background, image)
+        rgb = _resize_crop(image.convert("RGB"), size)
+        return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def fingerprint(spec: str) -> dict | None:
+    """What identifies the data of ``spec``: for ``folder:PATH``, the number of image
+    files, their total size and the SHA-256 of the sorted (name, size, mtime in ns)
+    list; None for the built-in sets (fixed by the package)."""
+    if not spec.startswith("folder:"):
+        return None
+    listing = []
+    for file in image_files(spec[len("folder:") :]):
+        info = file.stat()
+        listing.append([file.name, info.st_size, info.st_mtime_ns])
+    text = json.dumps(listing, separators=(",", ":")).encode()
+    return {
+        "files": len(listing),
+        "bytes": sum(size for _, size, _ in listing),
+        "sha256": hashlib.sha256(text).hexdigest(),
+    }
 
 
 def _resize_crop(image, size: int):

@@ -19,25 +19,44 @@ the uninterrupted run (same losses on CPU).
 from __future__ import annotations
 
 import copy
-import json
+import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..objective import TimestepSampler, keyed_uniform, loss_weights, target
 from ..rng import training_keys
-from . import checkpoint, data, distributed
-from .config import TrainConfig, check_resume_config
+from . import checkpoint, data, distributed, faults, files, restore
+from .config import TrainConfig
+from .divergence import DivergenceWatch
+from .errors import Diverged, Interrupted
+from .lock import claim
 from .progress import LOSS_WINDOW, Progress
+from .signals import StopRequest
 
 
-def train(config: TrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> dict:
+def train(
+    config: TrainConfig,
+    run_dir,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    allow_changed_data: bool = False,
+) -> dict:
     """Train (or ``resume``) the run in ``run_dir``; return the summary (rank 0 writes it).
 
-    Files written by rank 0: ``checkpoints/step-*`` (checkpoint.py), ``losses.json``,
-    ``summary.json``, ``loss.png`` and ``samples.png`` (``config.final_samples`` DDIM
-    samples of the EMA weights).
+    Files written by rank 0: ``train.lock`` (lock.py), ``checkpoints/step-*``
+    (checkpoint.py), ``losses.json``, ``summary.json``, ``loss.png`` and ``samples.png``
+    (``config.final_samples`` DDIM samples of the EMA weights).
+
+    A run stops early, its newest checkpoint intact, with ``Interrupted`` (SIGINT or
+    SIGTERM: the current step is finished and checkpointed), ``Diverged`` (a non-finite
+    loss or non-finite weights: nothing more is written), ``RunFolderBusy`` (another
+    process trains in ``run_dir``) or ``CheckpointWriteError`` (full disk, read-only
+    folder). ``resume`` refuses a folder whose data changed unless
+    ``allow_changed_data``.
     """
     config.validate()
     run_dir = Path(run_dir)
@@ -45,19 +64,33 @@ def train(config: TrainConfig, run_dir, *, resume: bool = False, progress: bool 
     world = distributed.setup(device)
     device = distributed.local_device(device, world)
     try:
-        return _train(config, run_dir, resume, progress, world, device)
+        if config.batch_size % world.size:
+            raise ValueError(
+                f"batch_size {config.batch_size} must be divisible by the number of "
+                f"processes {world.size}"
+            )
+        with StopRequest() as stop, claim(run_dir, resume, world.is_main):
+            return _train(
+                config, run_dir, resume, progress, allow_changed_data, world, device, stop
+            )
     finally:
         distributed.teardown(world)
 
 
-def _train(config, run_dir, resume, progress, world, device) -> dict:
-    restored = _restore_point(run_dir, resume)
-    if config.batch_size % world.size:
-        raise ValueError(
-            f"batch_size {config.batch_size} must be divisible by the number of processes "
-            f"{world.size}"
-        )
+@dataclass
+class _Totals:
+    """What a run has done over all its sessions (stored in each checkpoint)."""
+
+    losses: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    step_seconds: float = 0.0
+    noise_seconds: float = 0.0
+
+
+def _train(config, run_dir, resume, progress, allow_changed_data, world, device, stop) -> dict:
+    restored = restore.resume_point(run_dir, world) if resume else None
     images = data.load_images(config.data, config.image_size)
+    fingerprint = data.fingerprint(config.data)
     process = config.build_process()
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG stays untouched
         torch.manual_seed(config.seed)  # the initial weights; every other draw is keyed
@@ -65,18 +98,21 @@ def _train(config, run_dir, resume, progress, world, device) -> dict:
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     sampler = TimestepSampler(config.timestep_sampler, process.num_steps)
-    losses: list[float] = []
-    start, seconds_before = 0, 0.0
+    totals, start, saved = _Totals(), 0, None
     if restored is not None:
-        tensors, state = checkpoint.load(restored)
-        check_resume_config(state["config"], config, restored)
-        model.load_state_dict(tensors["model"])
-        ema.load_state_dict(tensors["ema"])
-        optimizer.load_state_dict(
-            checkpoint.optimizer_state(tensors["optimizer"], state["optimizer"])
+        saved, tensors, state = restored
+        restore.check_resume(state, config, saved, fingerprint, allow_changed_data)
+        restore.load_training_state(model, ema, optimizer, sampler, tensors, state, saved)
+        start = state["step"]
+        totals = _Totals(
+            list(state["losses"]),
+            state["train_seconds"],
+            state.get("step_seconds", 0.0),
+            state.get("noise_seconds", 0.0),
         )
-        sampler.load_state_dict(tensors["sampler"])
-        losses, start, seconds_before = state["losses"], state["step"], state["train_seconds"]
+    watch = DivergenceWatch()
+    for step, value in enumerate(totals.losses, 1):
+        watch.update(step, value)
     network = model
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -84,110 +120,156 @@ def _train(config, run_dir, resume, progress, world, device) -> dict:
         network = DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None
         )
-    if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
     order = data.DataOrder(len(images), config.seed)
     meter = Progress(config.steps, start, config.batch_size, enabled=progress and world.is_main)
     ema_decay = 0.5 ** (config.batch_size / (config.ema_halflife_ksamples * 1000))
     autocast = device.type == "cuda" and config.bf16
-    started = time.perf_counter()
-    for step in range(start, config.steps):
-        step_start = time.perf_counter()
-        indices = data.global_indices(step, config.batch_size, world.rank, world.size)
-        x0 = images[order.image_indices(indices)].to(device)
-        keys = training_keys(indices, step)
-        t, w = sampler.sample(
-            keyed_uniform(config.seed, keys),
-            indices - step * config.batch_size,
-            config.batch_size,
-        )
-        t = t.to(device)
-        x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
-        goal = target(process, x0, noise, t, config.prediction)
-        weight = (
-            w
-            * loss_weights(
-                process.schedule, t, config.weighting, config.snr_gamma, config.prediction
+    seconds_before, started = totals.train_seconds, time.perf_counter()
+    try:
+        for step in range(start, config.steps):
+            step_start = time.perf_counter()
+            indices = data.global_indices(step, config.batch_size, world.rank, world.size)
+            x0 = images[order.image_indices(indices)].to(device)
+            keys = training_keys(indices, step)
+            t, w = sampler.sample(
+                keyed_uniform(config.seed, keys),
+                indices - step * config.batch_size,
+                config.batch_size,
             )
-        ).to(device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        noise_seconds = time.perf_counter() - step_start
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            output = network(x_t, t)
-        per_sample = (output.float() - goal).pow(2).flatten(1).mean(1)
-        loss = (weight * per_sample).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        _ema_update(ema, model, min(ema_decay, (step + 1) / (step + 10)))
-        loss = loss.detach()
-        if world.distributed:
-            torch.distributed.all_reduce(loss)
-            loss /= world.size
-        if sampler.name == "importance":
-            sampler.update(
-                distributed.all_gather(t, world).cpu(),
-                distributed.all_gather(per_sample.detach(), world).cpu(),
-            )
-        losses.append(float(loss))
-        meter.update(step + 1, losses[-1], time.perf_counter() - step_start, noise_seconds)
-        done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            seconds = seconds_before + time.perf_counter() - started
-            if world.is_main:
-                _save(
-                    run_dir,
-                    done,
-                    config,
-                    images.shape,
-                    model,
-                    ema,
-                    optimizer,
-                    sampler,
-                    losses,
-                    seconds,
+            t = t.to(device)
+            x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
+            goal = target(process, x0, noise, t, config.prediction)
+            weight = (
+                w
+                * loss_weights(
+                    process.schedule, t, config.weighting, config.snr_gamma, config.prediction
                 )
-            distributed.barrier(world)
-    train_seconds = time.perf_counter() - started
-    meter.close()
+            ).to(device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            noise_seconds = time.perf_counter() - step_start
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                output = network(x_t, t)
+            per_sample = (output.float() - goal).pow(2).flatten(1).mean(1)
+            loss = (weight * per_sample).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            _ema_update(ema, model, min(ema_decay, (step + 1) / (step + 10)))
+            done = step + 1
+            faults.in_step(done, world.rank)
+            value, signum = _agree(loss.detach(), stop.signum, world)
+            if sampler.name == "importance":
+                sampler.update(
+                    distributed.all_gather(t, world).cpu(),
+                    distributed.all_gather(per_sample.detach(), world).cpu(),
+                )
+            step_seconds = time.perf_counter() - step_start
+            totals.step_seconds += step_seconds
+            totals.noise_seconds += noise_seconds
+            watch.update(done, value)
+            notes = [watch.flag] if watch.flag else []
+            meter.update(done, value, step_seconds, noise_seconds, notes=notes)
+            if not math.isfinite(value):
+                what = f"the loss is {value}"
+                _diverged(run_dir, world, totals, saved, done, what, watch.summary())
+            totals.losses.append(value)
+            if done % config.checkpoint_every == 0 or done == config.steps or signum:
+                if not _finite(model, ema):
+                    what, kind = "the weights are not finite", {"kind": "non-finite weights"}
+                    _diverged(run_dir, world, totals, saved, done, what, {**kind, "step": done})
+                totals.train_seconds = seconds_before + time.perf_counter() - started
+                if world.is_main:
+                    _save(
+                        run_dir, done, config, images.shape, model, ema, optimizer, sampler,
+                        totals, fingerprint,
+                    )  # fmt: skip
+                distributed.barrier(world)
+                saved = checkpoint.step_dir(run_dir, done)  # every rank names it
+            if signum:  # a checkpoint of step ``done`` was written just above
+                raise Interrupted(signum, done, checkpoint.step_dir(run_dir, done), run_dir)
+    finally:
+        meter.close()
+    totals.train_seconds = seconds_before + time.perf_counter() - started
     summary = {
+        "status": "finished",
         "steps": config.steps,
         "resumed_from": start if restored is not None else None,
-        "train_seconds": round(train_seconds, 2),
-        "samples_per_second": round(
-            (config.steps - start) * config.batch_size / max(train_seconds, 1e-9), 1
-        ),
-        "noise_share": round(meter.noise_share, 4),
-        "final_loss_last_step": losses[-1] if losses else None,
-        f"final_loss_mean_last_{LOSS_WINDOW}": _mean(losses[-LOSS_WINDOW:]),
+        **_rates(totals, config.batch_size),
+        "divergence": watch.summary(),
         "processes": world.size,
         "device": str(device),
     }
     if world.is_main:
-        summary.update(_finish(run_dir, config, process, ema, images.shape, losses, device))
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        summary.update(_finish(run_dir, config, process, ema, images.shape, totals.losses, device))
+        _write_json(run_dir / "summary.json", summary)
     return summary
 
 
-def _restore_point(run_dir: Path, resume: bool) -> Path | None:
-    if resume:
-        found = checkpoint.latest(run_dir)
-        if found is None:
-            raise ValueError(f"--resume: no complete checkpoint in {str(run_dir)!r}")
-        return found
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise ValueError(
-            f"run folder {str(run_dir)!r} is not empty; pass --resume to continue that run, "
-            "or choose a new folder"
-        )
-    return None
+def _agree(loss: torch.Tensor, signum: int | None, world) -> tuple[float, int]:
+    """(the mean loss over ranks, the signal any rank received or 0), from one
+    collective: every rank stops at the same step."""
+    local = torch.stack([loss.float(), torch.tensor(float(signum or 0), device=loss.device)])
+    every = distributed.all_gather(local, world).view(world.size, 2)
+    mean = every[0, 0] if world.size == 1 else every[:, 0].sum() / world.size
+    return float(mean), int(every[:, 1].max())
 
 
-def _save(run_dir, step, config, image_shape, model, ema, optimizer, sampler, losses, seconds):
+def _finite(*models: torch.nn.Module) -> bool:
+    values = [p.detach() for m in models for p in m.parameters()]
+    return bool(torch.stack([v.isfinite().all() for v in values]).all())
+
+
+def _rates(totals: _Totals, batch_size: int) -> dict:
+    """Speed and loss over the whole run (every session); None where nothing was timed."""
+    seconds, steps = totals.train_seconds, len(totals.losses)
+    return {
+        "train_seconds": round(seconds, 2),
+        "samples_per_second": round(steps * batch_size / seconds, 1) if seconds > 0 else None,
+        "noise_share": (
+            round(totals.noise_seconds / totals.step_seconds, 4) if totals.step_seconds else None
+        ),
+        "final_loss_last_step": totals.losses[-1] if totals.losses else None,
+        f"final_loss_mean_last_{LOSS_WINDOW}": _mean(totals.losses[-LOSS_WINDOW:]),
+    }
+
+
+def _diverged(run_dir, world, totals, saved, step: int, what: str, divergence):
+    """Stop a run whose loss or weights are not finite at ``step``: rank 0 writes the
+    finite losses and a summary saying so; no checkpoint is written or pruned."""
+    if world.is_main:
+        _write_json(run_dir / "losses.json", totals.losses)
+        summary = {
+            "status": "diverged",
+            "steps": len(totals.losses),
+            "divergence": divergence,
+            "last_checkpoint": str(saved) if saved else None,
+            **_rates(totals, 1),
+        }
+        summary.pop("samples_per_second")
+        _write_json(run_dir / "summary.json", summary)
+    kept = f"the last checkpoint, {saved}, is finite and kept" if saved else "no checkpoint yet"
+    raise Diverged(
+        f"training diverged: {what} at step {step}; nothing after it was written and {kept}. "
+        "Start a new run folder with a lower --lr, a longer --warmup-steps or a smaller "
+        "--grad-clip"
+    )
+
+
+def _write_json(path: Path, value) -> None:
+    try:
+        files.replace(path, files.strict_json(value))
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            f"could not write {path} ({error.strerror or error}); the checkpoints are intact",
+        ) from error
+
+
+def _save(run_dir, step, config, image_shape, model, ema, optimizer, sampler, totals, fingerprint):
     optimizer_tensors, optimizer_json = checkpoint.optimizer_tensors(optimizer)
     tensors = {
         "model": model.state_dict(),
@@ -199,15 +281,18 @@ def _save(run_dir, step, config, image_shape, model, ema, optimizer, sampler, lo
         "step": step,
         "config": config.to_json(),
         "image_shape": list(image_shape[1:]),
-        "losses": losses,
-        "train_seconds": seconds,
+        "losses": totals.losses,
+        "train_seconds": totals.train_seconds,
+        "step_seconds": totals.step_seconds,
+        "noise_seconds": totals.noise_seconds,
         "optimizer": optimizer_json,
         # Every random draw is keyed by (seed, global sample index, step): with the step
         # this is the whole RNG and data-order state.
         "rng": {"seed": config.seed, "keyed_by": ["seed", "global_sample_index", "step"]},
         "data_order": {"seed": config.seed, "samples_seen": step * config.batch_size},
+        "data_fingerprint": fingerprint,
     }
-    checkpoint.save(run_dir, step, tensors, state, keep=config.keep_checkpoints)
+    return checkpoint.save(run_dir, step, tensors, state, keep=config.keep_checkpoints)
 
 
 def _ema_update(ema, model, decay: float) -> None:
@@ -222,7 +307,7 @@ def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
     from .sampling import sample, sampler_steps
 
     written: dict[str, object] = {"losses": str(run_dir / "losses.json")}
-    (run_dir / "losses.json").write_text(json.dumps(losses))
+    _write_json(run_dir / "losses.json", losses)
     pictures.plot_losses(losses, run_dir / "loss.png")
     written["loss_png"] = str(run_dir / "loss.png")
     if config.final_samples:
