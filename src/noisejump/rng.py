@@ -29,6 +29,7 @@ lo = (c M_s) mod 2^32 and hi = ((c M_s) >> 32) + c (mod 2^32).
 """
 
 # No "from __future__ import annotations": torch.library reads the op's annotations as types.
+import functools
 import math
 import operator
 from collections.abc import Sequence
@@ -229,8 +230,10 @@ def key_words(
         words = keys.to(I64)
         largest = 2**63 - 1 if keys.dim() == 1 else MASK32
         check_range(words, 0, largest, name="keys", allowed=f"integers in [0, {largest}]")
-    if keys.dim() == 1:
+    if keys.dim() == 1 and keys.dtype == torch.uint64:  # bits of int64 < 0: mask the sign
         key_a, key_b = words & MASK32, (words >> 32) & MASK32
+    elif keys.dim() == 1:  # in [0, 2^63): the high word needs no mask
+        key_a, key_b = words & MASK32, words >> 32
     else:
         key_a, key_b = words[:, 0], words[:, 1]
     return (seed & MASK32, seed >> 32), key_a, key_b
@@ -303,7 +306,7 @@ def _normal(
         # Small batches: the same integers, and the uniforms (exact), from NumPy, whose
         # per-operation cost is a fraction of torch's; Box-Muller stays in torch.
         u = _uniforms_numpy(np.arange(n_groups, dtype=np.uint64), stream, words.numpy(), k0, k1)
-        z = _normals(*torch.from_numpy(u))
+        z = _normals(torch.from_numpy(u[0]), torch.from_numpy(u[1]))
     else:
         key_a, key_b = words[0].reshape(batch, 1), words[1].reshape(batch, 1)
         z = torch.empty(batch, n_groups, 4, device=device)  # element 4 g + j of each sample
@@ -318,7 +321,9 @@ def _normal(
                 uniform_from_bits(radius_words), uniform_from_bits(angle_words)
             )
     z = z.reshape(batch, 4 * n_groups)
-    return z[:, :n_elements].contiguous().reshape(shape)
+    if 4 * n_groups != n_elements:
+        z = z[:, :n_elements].contiguous()
+    return z.reshape(shape)
 
 
 def _normals(u_radius: torch.Tensor, u_angle: torch.Tensor) -> torch.Tensor:
@@ -347,10 +352,7 @@ def _uniforms_numpy(
     m, low = out[0], out[1]
     m[0], m[1] = group[None, :], u64[0][:, None]
     low[0], low[1] = np.uint64(stream), u64[1][:, None]
-    multipliers = np.array([PHILOX_M0, PHILOX_M1], dtype=np.uint64).reshape(2, 1, 1)
-    round_keys = np.array(
-        [_round_key(k0, k1, r) for r in range(PHILOX_ROUNDS)], dtype=np.uint64
-    ).reshape(PHILOX_ROUNDS, 2, 1, 1)
+    multipliers, round_keys = _NUMPY_MULTIPLIERS, _numpy_round_keys(k0, k1)
     mask, shift = np.uint64(MASK32), np.uint64(32)
     for r in range(PHILOX_ROUNDS):
         products = m * multipliers
@@ -362,6 +364,18 @@ def _uniforms_numpy(
     u *= np.float32(2.0**-32)
     u += np.float32(2.0**-24)
     return u
+
+
+_NUMPY_MULTIPLIERS = np.array([PHILOX_M0, PHILOX_M1], dtype=np.uint64).reshape(2, 1, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _numpy_round_keys(k0: int, k1: int) -> np.ndarray:
+    """The ten round keys of the Philox key (k0, k1), (rounds, 2, 1, 1) uint64 (read-only)."""
+    keys = [_round_key(k0, k1, r) for r in range(PHILOX_ROUNDS)]
+    table = np.array(keys, dtype=np.uint64).reshape(PHILOX_ROUNDS, 2, 1, 1)
+    table.flags.writeable = False
+    return table
 
 
 @torch.library.custom_op("noisejump::keyed_normal", mutates_args=())
