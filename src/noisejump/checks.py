@@ -17,10 +17,18 @@ steps or keys is moved to the sample's device; anything else is refused).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-__all__ = ["check_device", "check_range", "check_values", "host_readable", "as_int64"]
+__all__ = [
+    "check_device",
+    "check_order",
+    "check_range",
+    "check_values",
+    "host_readable",
+    "as_int64",
+]
 
 #: Above this many elements the host read takes torch.aminmax, below it a Python list.
 _LIST_LIMIT = 256
@@ -91,3 +99,26 @@ def as_int64(t: torch.Tensor, name: str, allowed: str) -> torch.Tensor:
             bad = t[large].flatten()[0].item()
             raise ValueError(f"{name} must be {allowed}, got {bad}")
     return t.to(torch.int64)
+
+
+def check_order(
+    s: Any, t: Any, device: torch.device, *, strict: bool, validate: bool = True
+) -> None:
+    """s < t (``strict``) or s <= t, for ints or tensors (elementwise), checked where the
+    module docstring says: a ValueError on the host, else an asynchronous assert."""
+    relation = "<" if strict else "<="
+    if isinstance(s, int) and isinstance(t, int):
+        if not (s < t if strict else s <= t):
+            raise ValueError(f"need s {relation} t, got s={s}, t={t}")
+        return
+    s_, t_ = torch.as_tensor(s, device=device), torch.as_tensor(t, device=device)
+    in_order = s_ < t_ if strict else s_ <= t_
+    if host_readable(in_order):
+        if not bool(in_order.all()):
+            raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
+    elif validate and in_order.device.type != "meta":
+        torch._assert_async(in_order.all(), f"need s {relation} t")
+
+
+def _show(v: object) -> object:
+    return v.flatten().tolist() if isinstance(v, torch.Tensor) else v

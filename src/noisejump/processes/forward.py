@@ -28,7 +28,7 @@ from typing import Any, cast
 import torch
 
 from .._numpy import from_numpy
-from ..checks import host_readable
+from ..checks import check_order
 from ..kernels import q_sample_keyed
 from ..kernels.affine import affine
 from ..kernels.affine import compute_dtype as _compute_dtype
@@ -480,19 +480,7 @@ class ForwardProcess:
             )
 
     def _check_order(self, s: Any, t: Any, device: torch.device, *, strict: bool) -> None:
-        """s < t (strict) or s <= t, for ints or tensors, where ``noisejump.checks`` says."""
-        relation = "<" if strict else "<="
-        if isinstance(s, int) and isinstance(t, int):
-            if not (s < t if strict else s <= t):
-                raise ValueError(f"need s {relation} t, got s={s}, t={t}")
-            return
-        s_, t_ = torch.as_tensor(s, device=device), torch.as_tensor(t, device=device)
-        in_order = s_ < t_ if strict else s_ <= t_
-        if host_readable(in_order):
-            if not bool(in_order.all()):
-                raise ValueError(f"need s {relation} t elementwise, got s={_show(s)}, t={_show(t)}")
-        elif self.validate and in_order.device.type != "meta":
-            torch._assert_async(in_order.all(), f"need s {relation} t")
+        check_order(s, t, device, strict=strict, validate=self.validate)
 
     def _noise(
         self,
@@ -635,7 +623,3 @@ def _int_list(steps: Any, name: str) -> list[int]:
     if not steps or not all(isinstance(k, int) and not isinstance(k, bool) for k in steps):
         raise TypeError(f"{name} must be a non-empty sequence of ints, got {steps!r}")
     return steps
-
-
-def _show(v: object) -> object:
-    return v.flatten().tolist() if isinstance(v, torch.Tensor) else v
