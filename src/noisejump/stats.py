@@ -8,6 +8,7 @@ it runs k tests at once, compares each p-value with alpha / k (Bonferroni).
     ks_normal  one-sample Kolmogorov-Smirnov of z against N(0, 1)
     chi2_norm  one-sample KS of |z|^2 (per sample) against chi-square(d)
     ks_2samp   two-sample KS (e.g. random projections of closed form vs chain)
+    chi_square Pearson's chi-square of category counts against their probabilities
 """
 
 from __future__ import annotations
@@ -124,3 +125,39 @@ def projection_pvalues(
     directions /= directions.norm(dim=0, keepdim=True)
     pa, pb = a.to(F64) @ directions, b.to(F64) @ directions
     return [ks_2samp(pa[:, k], pb[:, k]) for k in range(n_projections)]
+
+
+#: Cells whose expected count is below this are pooled (per row) before the chi-square.
+MIN_EXPECTED = 5.0
+
+
+def chi_square(
+    counts: torch.Tensor, probs: torch.Tensor, min_expected: float = MIN_EXPECTED
+) -> tuple[float, int, float]:
+    """(statistic, degrees of freedom, p-value) of Pearson's chi-square test that each row
+    of ``counts`` (R, C) is multinomial with the probabilities of the row of ``probs``.
+
+    X^2 = sum (O - E)^2 / E with E = row total x probability; in each row the cells with
+    E < ``min_expected`` are pooled into one (Cochran's rule), cells of probability 0 are
+    left out, and df = sum over rows of (cells - 1). A count in a cell of probability 0
+    is impossible under the null: p = 0. The p-value is P(chi2_df > X^2), the regularised
+    upper incomplete gamma Q(df / 2, X^2 / 2).
+    """
+    counts, probs = counts.to(F64), probs.to(F64)
+    if bool((counts[probs == 0] > 0).any()):
+        return math.inf, 0, 0.0
+    statistic, df = 0.0, 0
+    for observed_row, prob_row in zip(counts, probs, strict=True):
+        expected = observed_row.sum() * prob_row
+        small, large = (expected > 0) & (expected < min_expected), expected >= min_expected
+        observed = torch.cat([observed_row[large], observed_row[small].sum().reshape(1)])
+        expected = torch.cat([expected[large], expected[small].sum().reshape(1)])
+        keep = expected > 0
+        observed, expected = observed[keep], expected[keep]
+        statistic += float(((observed - expected) ** 2 / expected).sum())
+        df += len(expected) - 1
+    if df == 0:
+        return statistic, 0, 1.0
+    half = torch.tensor([df / 2, statistic / 2], dtype=F64)
+    p = torch.special.gammaincc(half[0], half[1])
+    return statistic, df, float(p)

@@ -13,7 +13,15 @@ from ..schedules import get_schedule, schedule_names
 from ..verify import verify
 from ._types import positive_int, step
 
-PROCESSES = ("forward", "mixture", "blurring")
+GAUSSIAN_PROCESSES = ("forward", "mixture", "blurring")
+#: Token processes (``noisejump.categorical``): K = 17 classes (the digits' levels) for
+#: absorbing and uniform; matrices is a small user-given chain, D3PM's discretised-Gaussian
+#: kernel with K = 6 and betas evenly from 0.01 to 0.2. All on T = CATEGORICAL_STEPS.
+CATEGORICAL_PROCESSES = ("absorbing", "uniform", "matrices")
+PROCESSES = GAUSSIAN_PROCESSES + CATEGORICAL_PROCESSES
+CATEGORICAL_STEPS = 20
+CATEGORICAL_CLASSES = 17
+MATRICES_CLASSES, MATRICES_BETAS = 6, (0.01, 0.2)
 
 
 def add_parser(subparsers) -> None:
@@ -26,12 +34,17 @@ def add_parser(subparsers) -> None:
             "vectors, against the analytic law) and statistically on a realistic shape "
             "(whitened residuals: KS, chi-square of the norm, mean, variance; two-sample KS "
             "of closed form vs chain). Each noise family runs with the example parameters "
-            "that --list shows. Exit status 0 on PASS, 1 on FAIL."
+            "that --list shows. Token processes (--process absorbing, uniform, matrices; "
+            f"T = {CATEGORICAL_STEPS}) check Qbar_t and the posteriors against the product "
+            "of the step matrices and Bayes' rule exactly, and the frequencies of q_sample "
+            "and q_sample_loop against q_probs by chi-square, each with a negative control "
+            "(t off by one step) that must be rejected. Exit status 0 on PASS, 1 on FAIL."
         ),
         epilog="examples:\n  noisejump verify --list\n  noisejump verify --noise pink\n"
         "  noisejump verify --noise offset --per-element\n"
         "  noisejump verify --noise rbf --process mixture\n"
-        "  noisejump verify --process blurring",
+        "  noisejump verify --process blurring\n"
+        "  noisejump verify --process absorbing --n 1000",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--list", action="store_true", help="list the noise families and exit")
@@ -47,16 +60,35 @@ def add_parser(subparsers) -> None:
         default="forward",
         help="forward: fixed covariance S (default); mixture: weights moving linearly from "
         "isotropic noise to --noise over the steps; blurring: DCT heat dissipation (--noise "
-        "is not used)",
+        f"is not used); absorbing, uniform: tokens, K = {CATEGORICAL_CLASSES}; matrices: "
+        f"D3PM's discretised-Gaussian kernel, K = {MATRICES_CLASSES} (tokens: T = "
+        f"{CATEGORICAL_STEPS}, --noise and --per-element are not used)",
     )
-    p.add_argument("--t", type=step, default=20, help="the step to check (default: 20)")
+    p.add_argument(
+        "--t",
+        type=step,
+        default=None,
+        help=f"the step to check (default: 20; tokens: {CATEGORICAL_STEPS // 2})",
+    )
     p.add_argument(
         "--per-element",
         action="store_true",
         help="one seeded step in [0, t] per element (forward process only)",
     )
-    p.add_argument("--n", type=positive_int, default=200, help="samples per path (default: 200)")
-    p.add_argument("--schedule", choices=schedule_names(), default="linear")
+    p.add_argument(
+        "--n",
+        type=positive_int,
+        default=None,
+        help="samples per path (default: 200; tokens: 1000 sequences, each holding every "
+        "class once)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=schedule_names(),
+        default=None,
+        help="default: linear (tokens: cosine, whose keep probability falls from 1 to 0 "
+        f"over the {CATEGORICAL_STEPS} steps)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every draw (default: 0)")
     p.add_argument(
         "--alpha", type=float, default=1e-3, help="false-alarm rate of the whole check (1e-3)"
@@ -73,7 +105,9 @@ def run(args) -> int:
                 f"statistical event {example.stat}"
             )
         return 0
-    schedule = get_schedule(args.schedule)
+    if args.process in CATEGORICAL_PROCESSES:
+        return _run_categorical(args)
+    schedule = get_schedule(args.schedule or "linear")
     example = EXAMPLES[args.noise]
     if args.process == "forward":
         process: ForwardProcess | MixtureProcess | BlurringProcess
@@ -89,13 +123,31 @@ def run(args) -> int:
         process = BlurringProcess(schedule)
     report = verify(
         process,
-        args.t,
+        20 if args.t is None else args.t,
         exact_shape=example.exact,
         stat_shape=example.stat,
-        n=args.n,
+        n=args.n or 200,
         per_element=args.per_element,
         alpha=args.alpha,
         seed=args.seed,
     )
+    print(report)
+    return 0 if report.passed else 1
+
+
+def _run_categorical(args) -> int:
+    from ..categorical import CategoricalProcess, discretized_gaussian, verify_categorical
+
+    if args.per_element:
+        raise ValueError("--per-element is for Gaussian processes; token checks use one t")
+    if args.process == "matrices":
+        betas = torch.linspace(*MATRICES_BETAS, CATEGORICAL_STEPS, dtype=torch.float64)
+        matrices = discretized_gaussian(betas, MATRICES_CLASSES)
+        process = CategoricalProcess(None, MATRICES_CLASSES, matrices)
+    else:
+        schedule = get_schedule(args.schedule or "cosine", CATEGORICAL_STEPS)
+        process = CategoricalProcess(schedule, CATEGORICAL_CLASSES, args.process)
+    t = CATEGORICAL_STEPS // 2 if args.t is None else args.t
+    report = verify_categorical(process, t, n=args.n or 1000, alpha=args.alpha, seed=args.seed)
     print(report)
     return 0 if report.passed else 1
