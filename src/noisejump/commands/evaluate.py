@@ -18,7 +18,8 @@ def add_parser(subparsers) -> None:
             "beside FD(a same-size training subset, held-out); the median distance to the "
             "nearest training image of samples beside held-out digits (memorisation); and "
             "the histogram of digits a fixed classifier predicts. Exits 1 if a done-when "
-            "check fails (FD ratio <= 1.5, nearest ratio >= 0.5, all ten digits)."
+            "check fails (FD ratio <= 1.5, nearest ratio >= 0.5, all ten digits). A token "
+            "run's samples (tokens 0..16) are scored as the images token / 8 - 1."
         ),
         epilog="examples:\n  noisejump evaluate runs/digits\n"
         "  noisejump evaluate runs/digits --num 500 --sampler ddpm --json",
@@ -26,12 +27,18 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("run_path", metavar="RUN", help="run folder or checkpoint directory")
     p.add_argument("--num", type=positive_int, default=500, help="samples (default: 500)")
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="default: ddim")
+    p.add_argument(
+        "--sampler",
+        choices=("ddpm", "ddim", "ancestral"),
+        default=None,
+        help="default: ddim; token runs: ancestral",
+    )
     p.add_argument(
         "--steps",
         type=positive_int,
         default=None,
-        help="DDIM steps (default: 50, or the schedule's T when smaller)",
+        help="DDIM steps (default: 50, or the schedule's T when smaller); ancestral steps "
+        "of a token run (default: 100, or T when smaller)",
     )
     p.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default: cpu)")

@@ -13,30 +13,35 @@ from ._types import device, positive_int, seed
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "sample",
-        help="sample images from a checkpoint (ancestral DDPM or DDIM)",
+        help="sample images from a checkpoint (ancestral DDPM, DDIM; tokens: ancestral)",
         description=(
             "Loads CHECKPOINT (a run folder: its newest intact checkpoint; or a checkpoint "
             "directory), draws --num samples with the EMA (or raw) weights and writes "
             "OUT.png (a grid) and OUT.safetensors (the tensor 'samples', (N, C, H, W) in "
             "[-1, 1]). ddpm samples every step of the exact posterior q(x_{t-1} | x_t, x0_hat), "
-            "correlated noise included; ddim takes --steps deterministic steps."
+            "correlated noise included; ddim takes --steps deterministic steps. A token run "
+            "(--process absorbing or uniform) samples with ancestral: --steps (default 100, "
+            "at most T) steps of the model's posterior p(x_s | x_t), unmasking ancestrally."
         ),
         epilog="examples:\n  noisejump sample runs/digits\n"
-        "  noisejump sample runs/digits --sampler ddpm --num 16 --out runs/digits/ddpm",
+        "  noisejump sample runs/digits --sampler ddpm --num 16 --out runs/digits/ddpm\n"
+        "  noisejump sample runs/tokens --steps 64",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run folder or checkpoint directory")
     p.add_argument(
         "--sampler",
-        choices=("ddpm", "ddim"),
-        default="ddim",
-        help="ancestral DDPM (all T steps) or DDIM (default: ddim)",
+        choices=("ddpm", "ddim", "ancestral"),
+        default=None,
+        help="ancestral DDPM (all T steps) or DDIM; ancestral for token runs (default: "
+        "ddim, tokens: ancestral)",
     )
     p.add_argument(
         "--steps",
         type=positive_int,
         default=None,
-        help="DDIM steps (default: 50, or the schedule's T when smaller)",
+        help="DDIM steps (default: 50, or the schedule's T when smaller); ancestral steps "
+        "of a token run (default: 100, or T when smaller)",
     )
     p.add_argument("--num", type=positive_int, default=64, help="samples (default: 64)")
     p.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
@@ -62,10 +67,11 @@ def run(args) -> int:
     from ..train import checkpoint, files
     from ..train.pictures import sample_caption, save_grid
     from ..train.restore import load_trained
-    from ..train.sampling import sample, sampler_steps
+    from ..train.sampling import default_sampler, sample, sampler_steps
 
     trained = load_trained(args.checkpoint, weights=args.weights, device=args.device)
-    out = Path(args.out) if args.out else trained.run_dir / f"samples-{args.sampler}"
+    sampler = args.sampler or default_sampler(trained.process)
+    out = Path(args.out) if args.out else trained.run_dir / f"samples-{sampler}"
     inside = checkpoint.inside_checkpoint(out, trained.run_dir)
     if inside is not None:
         raise ValueError(
@@ -76,7 +82,7 @@ def run(args) -> int:
         trained.model,
         trained.process,
         (args.num, *trained.image_shape),
-        sampler=args.sampler,
+        sampler=sampler,
         prediction=trained.config.prediction,
         seed=args.seed,
         steps=args.steps,
@@ -85,8 +91,8 @@ def run(args) -> int:
     if not torch.isfinite(images).all():
         raise ValueError(f"sampling {args.checkpoint!r} gave non-finite values; nothing written")
     png, tensor = out.with_suffix(".png"), out.with_suffix(".safetensors")
-    steps = sampler_steps(args.sampler, trained.process.num_steps, args.steps)
-    caption = sample_caption(trained.step, args.sampler, steps, args.seed, args.weights)
+    steps = sampler_steps(sampler, trained.process, args.steps)
+    caption = sample_caption(trained.step, sampler, steps, args.seed, args.weights)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         save_grid(images, png, caption=caption)

@@ -13,24 +13,27 @@ def add_parser(subparsers) -> None:
     from ..noise import without_arguments
     from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS
     from ..schedules import schedule_names
-    from ..train.config import TrainConfig
+    from ..train.config import PROCESSES, TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser(
         "train",
-        help="train a small U-Net diffusion model (DDPM) with noisejump's forward process",
+        help="train a small U-Net diffusion model (DDPM, or tokens: --process absorbing) "
+        "with noisejump's forward process",
         description=(
             "Trains a small U-Net on RUN_DIR's data set with the exact O(1) jump for the "
-            "noisy input. Noise and timesteps are keyed by (seed, global sample index, step), "
-            "so a resumed run and a run on any number of processes (torchrun, DDP) see the "
-            "same draws. Rank 0 writes checkpoints (safetensors + JSON, atomic) every "
-            "--checkpoint-every steps, then losses.json, loss.png, samples.png and "
-            "summary.json."
+            "noisy input (--process absorbing or uniform: the digits as tokens, the U-Net on "
+            "one-hot tokens with logits out, MDLM's or D3PM's loss). Noise and timesteps are "
+            "keyed by (seed, global sample index, step), so a resumed run and a run on any "
+            "number of processes (torchrun, DDP) see the same draws. Rank 0 writes "
+            "checkpoints (safetensors + JSON, atomic) every --checkpoint-every steps, then "
+            "losses.json, loss.png, samples.png and summary.json."
         ),
         epilog=(
             "examples:\n"
             "  noisejump train runs/digits\n"
             "  noisejump train runs/digits --resume\n"
+            "  noisejump train runs/tokens --process absorbing\n"
             "  noisejump train runs/pink --noise pink --prediction v --weighting min_snr\n"
             "  noisejump train runs/photos --data photos --image-size 32 --channels 64\n"
             "  noisejump train runs/mine --data folder:path/to/images --image-size 32\n"
@@ -62,6 +65,12 @@ def add_parser(subparsers) -> None:
         type=positive_int,
         default=d.image_size,
         help="side of photos and folder images (default: 32; digits are 8)",
+    )
+    p.add_argument(
+        "--process",
+        choices=list(PROCESSES),
+        default=d.process,
+        help="what is trained: " + "; ".join(f"{name}: {what}" for name, what in PROCESSES.items()),
     )
     p.add_argument("--schedule", choices=schedule_names(), default=d.schedule)
     p.add_argument(
@@ -198,7 +207,8 @@ def add_parser(subparsers) -> None:
         "--final-samples",
         type=non_negative_int,
         default=d.final_samples,
-        help=f"DDIM samples in samples.png at the end, 0 for none (default: {d.final_samples})",
+        help="samples in samples.png at the end (DDIM; ancestral for tokens), 0 for none "
+        f"(default: {d.final_samples})",
     )
     p.add_argument(
         "--threads",
@@ -223,6 +233,7 @@ def run(args) -> int:
     config = TrainConfig(
         data=args.data,
         image_size=args.image_size,
+        process=args.process,
         schedule=args.schedule,
         diffusion_steps=args.diffusion_steps,
         zero_terminal_snr=args.zero_terminal_snr,

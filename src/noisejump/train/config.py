@@ -8,6 +8,9 @@ together); ``ema_halflife_ksamples`` is the EMA half-life in thousands of traini
 Ranges (``validate``): counts are integers (steps, batch, checkpoints >= 1; warm-up, final
 samples >= 0), ``seed`` in [0, 2^32), ``lr`` in (0, 1], and the other real numbers finite
 and > 0.
+
+``process`` names what is trained (``PROCESSES``, the one table of ``noisejump train
+--process``); it is stored in every checkpoint's config, so a resumed run refuses another.
 """
 
 from __future__ import annotations
@@ -20,7 +23,19 @@ from ..noise import get_noise
 from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS, check_prediction
 from ..processes import ForwardProcess
 from ..schedules import get_schedule, schedule_names
+from . import categorical as tokens
 from .unet import UNet
+
+#: ``noisejump train --process``: the process trained, and what that means (the CLI's
+#: choices and help come from this table).
+PROCESSES = {
+    "ddpm": "Gaussian DDPM on --schedule and --diffusion-steps, the U-Net predicts "
+    "--prediction (the default)",
+    "absorbing": "tokens, absorbing state (MDLM, Sahoo et al. 2024): the digits' 17 pixel "
+    "levels masked on a log-linear keep probability, continuous time",
+    "uniform": "tokens, uniform (D3PM, Austin et al. 2021): pixel levels resampled "
+    "uniformly on --schedule and --diffusion-steps",
+}
 
 #: The largest learning rate ``validate`` accepts; the seed is below 2^32.
 MAX_LR = 1.0
@@ -37,6 +52,7 @@ def _check_int(name: str, value, low: int) -> None:
 class TrainConfig:
     data: str = "digits"
     image_size: int | None = None
+    process: str = "ddpm"
     schedule: str = "linear"
     diffusion_steps: int = 1000
     zero_terminal_snr: bool = False
@@ -79,6 +95,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field, its value and what is allowed."""
+        if self.process not in PROCESSES:
+            raise ValueError(f"process must be one of {list(PROCESSES)}, got {self.process!r}")
+        if self.process in tokens.PROCESSES:
+            tokens.check_config(self)
         if self.schedule not in schedule_names():
             raise ValueError(f"schedule must be one of {schedule_names()}, got {self.schedule!r}")
         if self.noise not in noise_names():
@@ -129,10 +149,14 @@ class TrainConfig:
             self.schedule, self.diffusion_steps, rescale_zero_terminal_snr=self.zero_terminal_snr
         )
 
-    def build_process(self) -> ForwardProcess:
+    def build_process(self) -> ForwardProcess | tokens.CategoricalProcess:
+        if self.process in tokens.PROCESSES:
+            return tokens.build_process(self)
         return ForwardProcess(self.build_schedule(), get_noise(self.noise))
 
-    def build_model(self, image_shape: tuple[int, int, int]) -> UNet:
+    def build_model(self, image_shape: tuple[int, int, int]) -> UNet | tokens.TokenUNet:
+        if self.process in tokens.PROCESSES:
+            return tokens.build_model(self, image_shape)
         channels, height, width = image_shape
         if height != width:
             raise ValueError(f"images must be square, got {height}x{width}")

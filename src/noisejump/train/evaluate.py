@@ -21,7 +21,7 @@ import torch
 
 from .data import digits_split
 from .restore import load_trained
-from .sampling import sample, sampler_steps
+from .sampling import default_sampler, sample, sampler_steps
 
 #: Done-when thresholds (issue 5): FD ratio at most, nearest-distance ratio at least.
 MAX_FD_RATIO = 1.5
@@ -103,13 +103,15 @@ def evaluate_run(
     path,
     *,
     num_samples: int = 500,
-    sampler: str = "ddim",
+    sampler: str | None = None,
     steps: int | None = None,
     seed: int = 0,
     device="cpu",
 ) -> dict:
-    """Sample ``num_samples`` digits from a run's EMA weights and score them."""
+    """Sample ``num_samples`` digits from a run's EMA weights and score them (``sampler``
+    default: ddim, or ancestral for a token run)."""
     trained = load_trained(path, weights="ema", device=device)
+    sampler = sampler or default_sampler(trained.process)
     if trained.config.data != "digits":
         raise ValueError(
             f"evaluate scores models of the digits; {str(path)!r} was trained on "
@@ -131,7 +133,7 @@ def evaluate_run(
             "run": str(trained.run_dir),
             "step": trained.step,
             "sampler": sampler,
-            "sampler_steps": sampler_steps(sampler, trained.process.num_steps, steps),
+            "sampler_steps": sampler_steps(sampler, trained.process, steps),
             "seed": seed,
         }
     )

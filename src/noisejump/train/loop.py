@@ -13,7 +13,8 @@ One optimiser step on the global batch of B samples (B / W per rank):
 With DDP each rank averages over its B / W samples and DDP averages the gradients over
 ranks: the gradient of the global mean. Every random choice is a function of the key, so
 1 process and W processes see the same samples, timesteps and noise, and a resumed run is
-the uninterrupted run (same losses on CPU).
+the uninterrupted run (same losses on CPU). Token runs (``--process absorbing`` or
+``uniform``) take their step's loss from ``train/categorical.py``; the loop is the same.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from ..objective import TimestepSampler, keyed_uniform, loss_weights, target
 from ..rng import training_keys
+from . import categorical as tokens
 from . import checkpoint, data, distributed, faults, files, restore
 from .config import TrainConfig
 from .divergence import DivergenceWatch
@@ -49,7 +51,7 @@ def train(
 
     Files written by rank 0: ``train.lock`` (lock.py), ``checkpoints/step-*``
     (checkpoint.py), ``losses.json``, ``summary.json``, ``loss.png`` and ``samples.png``
-    (``config.final_samples`` DDIM samples of the EMA weights).
+    (``config.final_samples`` samples of the EMA weights: DDIM, or ancestral for tokens).
 
     A run stops early, its newest checkpoint intact, with ``Interrupted`` (SIGINT or
     SIGTERM: the current step is finished and checkpointed), ``Diverged`` (a non-finite
@@ -89,7 +91,10 @@ class _Totals:
 
 def _train(config, run_dir, resume, progress, allow_changed_data, world, device, stop) -> dict:
     restored = restore.resume_point(run_dir, world) if resume else None
-    images = data.load_images(config.data, config.image_size)
+    if config.process in tokens.PROCESSES:
+        images = tokens.load_tokens(config.data)
+    else:
+        images = data.load_images(config.data, config.image_size)
     fingerprint = data.fingerprint(config.data)
     process = config.build_process()
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG stays untouched
@@ -97,7 +102,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
         model = config.build_model(tuple(images.shape[1:])).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    sampler = TimestepSampler(config.timestep_sampler, process.num_steps)
+    sampler = TimestepSampler(config.timestep_sampler, config.diffusion_steps)
     totals, start, saved = _Totals(), 0, None
     if restored is not None:
         saved, tensors, state = restored
@@ -124,6 +129,8 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
     meter = Progress(config.steps, start, config.batch_size, enabled=progress and world.is_main)
     ema_decay = 0.5 ** (config.batch_size / (config.ema_halflife_ksamples * 1000))
     autocast = device.type == "cuda" and config.bf16
+    make_loss = tokens.step_loss if config.process in tokens.PROCESSES else _gaussian_loss
+    step_loss = make_loss(config, process, sampler, network, device, autocast)
     seconds_before, started = totals.train_seconds, time.perf_counter()
     try:
         for step in range(start, config.steps):
@@ -131,29 +138,10 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             indices = data.global_indices(step, config.batch_size, world.rank, world.size)
             x0 = images[order.image_indices(indices)].to(device)
             keys = training_keys(indices, step)
-            t, w = sampler.sample(
-                keyed_uniform(config.seed, keys),
-                indices - step * config.batch_size,
-                config.batch_size,
-            )
-            t = t.to(device)
-            x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
-            goal = target(process, x0, noise, t, config.prediction)
-            weight = (
-                w
-                * loss_weights(
-                    process.schedule, t, config.weighting, config.snr_gamma, config.prediction
-                )
-            ).to(device)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            noise_seconds = time.perf_counter() - step_start
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                output = network(x_t, t)
-            per_sample = (output.float() - goal).pow(2).flatten(1).mean(1)
-            loss = (weight * per_sample).mean()
+            loss, per_sample, t, noised = step_loss(x0, indices, keys, step)
+            noise_seconds = noised - step_start
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -207,6 +195,36 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
         summary.update(_finish(run_dir, config, process, ema, images.shape, totals.losses, device))
         _write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _gaussian_loss(config, process, sampler, network, device, autocast):
+    """loss(x0, indices, keys, step) -> (loss, per-sample losses, t, the time the noising
+    finished) of one step of the Gaussian run (the module docstring's formula)."""
+
+    def loss(x0, indices, keys, step):
+        t, w = sampler.sample(
+            keyed_uniform(config.seed, keys),
+            indices - step * config.batch_size,
+            config.batch_size,
+        )
+        t = t.to(device)
+        x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
+        goal = target(process, x0, noise, t, config.prediction)
+        weight = (
+            w
+            * loss_weights(
+                process.schedule, t, config.weighting, config.snr_gamma, config.prediction
+            )
+        ).to(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        noised = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            output = network(x_t, t)
+        per_sample = (output.float() - goal).pow(2).flatten(1).mean(1)
+        return (weight * per_sample).mean(), per_sample, t, noised
+
+    return loss
 
 
 def _agree(loss: torch.Tensor, signum: int | None, world) -> tuple[float, int]:
@@ -304,7 +322,7 @@ def _ema_update(ema, model, decay: float) -> None:
 
 def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
     from . import pictures
-    from .sampling import sample, sampler_steps
+    from .sampling import default_sampler, sample, sampler_steps
 
     written: dict[str, object] = {"losses": str(run_dir / "losses.json")}
     _write_json(run_dir / "losses.json", losses)
@@ -313,17 +331,18 @@ def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
     if config.final_samples:
         start = time.perf_counter()
         shape = (config.final_samples, *image_shape[1:])
+        sampler = default_sampler(process)
         images = sample(
             ema,
             process,
             shape,
-            sampler="ddim",
+            sampler=sampler,
             prediction=config.prediction,
             seed=config.seed,
             device=device,
         )
-        steps = sampler_steps("ddim", process.num_steps)
-        caption = pictures.sample_caption(config.steps, "ddim", steps, config.seed, "ema")
+        steps = sampler_steps(sampler, process)
+        caption = pictures.sample_caption(config.steps, sampler, steps, config.seed, "ema")
         pictures.save_grid(images, run_dir / "samples.png", caption=caption)
         written["samples_png"] = str(run_dir / "samples.png")
         written["sampling_seconds"] = round(time.perf_counter() - start, 2)

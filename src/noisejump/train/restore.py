@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..categorical import CategoricalProcess
 from ..processes import ForwardProcess
 from . import checkpoint, distributed
 from .config import TrainConfig, check_resume_config
@@ -22,7 +23,7 @@ from .config import TrainConfig, check_resume_config
 @dataclass
 class Trained:
     model: torch.nn.Module
-    process: ForwardProcess
+    process: ForwardProcess | CategoricalProcess
     config: TrainConfig
     image_shape: tuple[int, int, int]
     step: int

@@ -10,16 +10,22 @@ x0_hat = predict_x0(x_k, f(x_k, k)), clipped to the data range [-1, 1].
           e_hat = (x_k - signal_k x0_hat) / sigma_k,  x_j = signal_j x0_hat + sigma_j e_hat
           (Song et al. 2021, arXiv 2010.02502, eq. 12 with sigma = 0)
 
-Both start from x_T ~ N(0, S) and are deterministic given the generator.
+Both start from x_T ~ N(0, S) and are deterministic given the generator. A token run
+(``CategoricalProcess``) samples with ``ancestral``: ancestral unmasking in a stated number
+of steps (``noisejump.categorical.sampling``, through ``train/categorical.py``).
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..categorical import CategoricalProcess
 from ..schedules.spacing import spaced_steps
+from . import categorical as tokens
 
 SAMPLERS = ("ddpm", "ddim")
+#: The sampler of token runs.
+TOKEN_SAMPLERS = ("ancestral",)
 
 
 @torch.no_grad()
@@ -56,7 +62,7 @@ def ddim_sample(
     """Deterministic DDIM (eta = 0) on ``steps`` evenly spaced steps (default: 50, or all
     T steps when T < 50); returns x0 samples."""
     T = process.num_steps
-    steps = sampler_steps("ddim", T, steps)
+    steps = sampler_steps("ddim", process, steps)
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
     keep = spaced_steps(T, steps).tolist()  # "linspace", as diffusers' DDIM
@@ -74,12 +80,20 @@ def ddim_sample(
     return x
 
 
-def sampler_steps(sampler: str, num_steps: int, steps: int | None = None) -> int:
-    """The network evaluations ``sample`` makes: ddpm all ``num_steps``; ddim ``steps``
-    (default ``DDIM_STEPS``, or ``num_steps`` when fewer)."""
+def sampler_steps(sampler: str, process, steps: int | None = None) -> int:
+    """The network evaluations ``sample`` makes: ddpm all T steps; ddim ``steps``
+    (default ``DDIM_STEPS``, or T when fewer); ancestral (tokens) ``steps`` (default
+    ``categorical.SAMPLE_STEPS``, at most T)."""
+    if sampler == "ancestral":
+        return tokens.sample_steps(process, steps)
     if sampler == "ddpm":
-        return num_steps
-    return min(DDIM_STEPS, num_steps) if steps is None else steps
+        return process.num_steps
+    return min(DDIM_STEPS, process.num_steps) if steps is None else steps
+
+
+def default_sampler(process) -> str:
+    """ancestral for a token process, else ddim."""
+    return "ancestral" if isinstance(process, CategoricalProcess) else "ddim"
 
 
 def sample(
@@ -93,13 +107,21 @@ def sample(
     steps: int | None = None,
     device="cpu",
 ) -> torch.Tensor:
-    """``ddpm_sample`` or ``ddim_sample`` with a CPU generator seeded by ``seed``."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    """``ddpm_sample`` or ``ddim_sample`` with a CPU generator seeded by ``seed``; for a
+    token process, ``ancestral`` (digits in [-1, 1], ``categorical.sample_images``)."""
+    token = isinstance(process, CategoricalProcess)
+    allowed = TOKEN_SAMPLERS if token else SAMPLERS
+    if sampler not in allowed:
+        kind = "a token run" if token else "a Gaussian run"
+        raise ValueError(f"sampler must be one of {allowed} for {kind}, got {sampler!r}")
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
+        if token:
+            return tokens.sample_images(
+                model, process, shape, seed=seed, steps=steps, device=device
+            )
         if sampler == "ddpm":
             return ddpm_sample(
                 model, process, shape, prediction=prediction, generator=generator, device=device

@@ -1,0 +1,219 @@
+"""Token diffusion on the digits: ``noisejump train --process absorbing`` and ``uniform``.
+
+    data      the bundled digits as tokens: their integer pixels 0..16, (N, 1, 8, 8) int64,
+              K = 17 classes; as images, tokens / 8 - 1 (the Gaussian run's scaling, exact)
+    process   absorbing: MDLM's log-linear keep probability (``LogLinear``, t in [1e-3, 1]);
+              uniform: the run's discrete schedule (--schedule, --diffusion-steps) read as
+              the keep probability (D3PM)
+    model     ``TokenUNet``: the run's U-Net on one-hot tokens (S channels in) with x0
+              logits out (its first K output channels), fed the time as 1000 t (continuous)
+              or the step (discrete)
+    one step  u, the loop's keyed uniform per sample (Philox stream 1); absorbing:
+              t = t_min + (1 - t_min) u ("uniform") or with u = (j + u) / B for the sample
+              at position j of the global batch ("stratified"); uniform: the run's timestep
+              sampler over the T steps. x_t = q_sample(x0, t, seed, keys) (keyed: stream
+              2^30). Loss: ``mdlm_loss`` (absorbing), ``d3pm_loss`` with lambda = 0.001
+              (uniform); the mean over the batch, times the sampler's weight
+    samples   ``ancestral_sample`` in ``SAMPLE_STEPS`` steps (``--steps``)
+
+Options that shape only the Gaussian run (--noise, --prediction, --weighting,
+--zero-terminal-snr; --schedule and --diffusion-steps for absorbing) are refused, not
+ignored: a run's config says what it trained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..categorical import CategoricalProcess, LogLinear, d3pm_loss, mdlm_loss
+from ..categorical.sampling import ancestral_sample
+from ..objective import keyed_uniform
+from .data import digits_split
+from .unet import UNet
+
+#: The token processes of ``noisejump train --process``.
+PROCESSES = ("absorbing", "uniform")
+#: The digits' pixel levels 0..16: the data classes of a token run.
+NUM_CLASSES = 17
+#: Steps of the ancestral sampler by default (capped at T for a discrete schedule).
+SAMPLE_STEPS = 100
+#: Timestep samplers a continuous-time (absorbing) run accepts.
+CONTINUOUS_SAMPLERS = ("uniform", "stratified")
+#: The continuous time the network sees is this multiple of t (the U-Net's embedding
+#: expects the range of discrete steps).
+TIME_SCALE = 1000.0
+
+
+def load_tokens(spec: str) -> torch.Tensor:
+    """The training digits as tokens (N, 1, 8, 8) int64 in [0, 16]."""
+    if spec != "digits":
+        raise ValueError(f"token runs train on the digits (data 'digits'), got {spec!r}")
+    images = digits_split()[0]
+    return images_to_tokens(images)
+
+
+def images_to_tokens(images: torch.Tensor) -> torch.Tensor:
+    """Digits in [-1, 1] (pixel / 8 - 1) back to their integer pixels."""
+    return ((images + 1.0) * 8.0).round().to(torch.int64)
+
+
+def tokens_to_images(tokens: torch.Tensor) -> torch.Tensor:
+    """Tokens 0..16 as images in [-1, 1]: token / 8 - 1 (float32, exact)."""
+    return tokens.to(torch.float32) / 8.0 - 1.0
+
+
+def check_config(config: Any) -> None:
+    """ValueError for an option that a token run does not use (module docstring)."""
+    from .config import TrainConfig
+
+    default = TrainConfig()
+    gaussian_only = ["noise", "prediction", "weighting", "zero_terminal_snr"]
+    if config.process == "absorbing":
+        gaussian_only += ["schedule", "diffusion_steps"]
+        if config.timestep_sampler not in CONTINUOUS_SAMPLERS:
+            raise ValueError(
+                f"timestep_sampler for --process absorbing (continuous t) must be one of "
+                f"{CONTINUOUS_SAMPLERS}, got {config.timestep_sampler!r}"
+            )
+    for name in gaussian_only:
+        if getattr(config, name) != getattr(default, name):
+            option = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"{option} does not apply to --process {config.process}: "
+                + (
+                    "an absorbing run uses MDLM's log-linear keep probability in continuous time"
+                    if name in ("schedule", "diffusion_steps")
+                    else "a token model predicts the logits of x0 under the process's ELBO"
+                )
+            )
+    if config.data != "digits":
+        raise ValueError(
+            f"--process {config.process} trains on the digits as tokens; --data "
+            f"{config.data!r} has no token form"
+        )
+
+
+def build_process(config: Any) -> CategoricalProcess:
+    if config.process == "absorbing":
+        return CategoricalProcess(LogLinear(), NUM_CLASSES, "absorbing")
+    return CategoricalProcess(config.build_schedule(), NUM_CLASSES, "uniform")
+
+
+class TokenUNet(nn.Module):
+    """x0 logits from tokens: the U-Net on one-hot tokens, S channels in and out, its
+    first K output channels the logits. Tokens (B, 1, H, W) in, logits (B, 1, H, W, K)
+    out; the output convolution starts at zero, so an untrained model predicts uniform
+    classes."""
+
+    def __init__(self, num_states: int, num_classes: int, **unet: Any) -> None:
+        super().__init__()
+        self.num_states, self.num_classes = num_states, num_classes
+        self.unet = UNet(in_channels=num_states, **unet)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        one_hot = nn.functional.one_hot(x_t[:, 0], self.num_states)  # (B, H, W, S)
+        logits = self.unet(one_hot.permute(0, 3, 1, 2).float(), t)  # (B, S, H, W)
+        return logits[:, : self.num_classes].permute(0, 2, 3, 1)[:, None]
+
+
+def build_model(config: Any, image_shape: tuple[int, int, int]) -> TokenUNet:
+    channels, height, width = image_shape
+    if channels != 1 or height != width:
+        raise ValueError(f"token runs take (1, H, H) digits, got {image_shape}")
+    attention = config.attention_resolutions
+    if attention is None:
+        attention = (height // 2 ** (len(config.channel_mult) - 1),)
+    states = NUM_CLASSES + 1 if config.process == "absorbing" else NUM_CLASSES
+    return TokenUNet(
+        states,
+        NUM_CLASSES,
+        channels=config.channels,
+        channel_mult=config.channel_mult,
+        num_blocks=config.num_blocks,
+        attention_resolutions=attention,
+        image_size=height,
+    )
+
+
+def model_time(process: CategoricalProcess, t: torch.Tensor) -> torch.Tensor:
+    """What the network is fed: 1000 t for continuous t, the step itself for discrete."""
+    return t * TIME_SCALE if process.is_continuous else t
+
+
+def step_loss(
+    config: Any,
+    process: CategoricalProcess,
+    sampler: Any,
+    network: nn.Module,
+    device: torch.device,
+    autocast: bool,
+) -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
+    """loss(x0, indices, keys, step) -> (loss, per-sample losses, t, the time the noising
+    finished) of one step (module docstring)."""
+    batch = config.batch_size
+
+    def loss(x0: torch.Tensor, indices: torch.Tensor, keys: torch.Tensor, step: int) -> Any:
+        u = keyed_uniform(config.seed, keys)
+        positions = indices - step * batch
+        if process.is_continuous:
+            if sampler.name == "stratified":
+                u = (positions.to(torch.float64) + u) / batch
+            t_min = process.schedule.t_min
+            t = t_min + (1.0 - t_min) * u
+            weight = torch.ones(len(u), dtype=torch.float32)
+        else:
+            t, weight = sampler.sample(u, positions, batch)
+        t = t.to(device)
+        x_t = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        noised = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = network(x_t, model_time(process, t))
+        logits = logits.float()
+        if process.kind == "absorbing":
+            per_sample = mdlm_loss(process, logits, x0, x_t, t)
+        else:
+            per_sample = d3pm_loss(process, logits, x0, x_t, t)
+        return (weight.to(device) * per_sample).mean(), per_sample, t, noised
+
+    return loss
+
+
+def sample_steps(process: CategoricalProcess, steps: int | None = None) -> int:
+    """The ancestral sampler's steps: ``steps``, or ``SAMPLE_STEPS`` (at most T)."""
+    if steps is not None:
+        return steps
+    return SAMPLE_STEPS if process.is_continuous else min(SAMPLE_STEPS, process.num_steps)
+
+
+def sample_images(
+    model: nn.Module,
+    process: CategoricalProcess,
+    shape: tuple[int, ...],
+    *,
+    seed: int,
+    steps: int | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Digits (``shape`` = (N, 1, H, W)) in [-1, 1] by ancestral sampling of the tokens
+    in ``sample_steps(process, steps)`` steps, with a CPU generator seeded by ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def x0_logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model(x_t, model_time(process, t))
+
+    tokens = ancestral_sample(
+        x0_logits,
+        process,
+        tuple(shape),
+        steps=sample_steps(process, steps),
+        generator=generator,
+        device=device,
+    )
+    return tokens_to_images(tokens)
