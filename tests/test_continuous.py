@@ -263,7 +263,7 @@ def test_time_outside_unit_interval_is_refused(t):
 
 @pytest.mark.parametrize("sigma", [0.0, -1.0, math.inf])
 def test_edm_sigma_must_be_positive(sigma):
-    with pytest.raises(ValueError, match=r"sigma in \(0, inf\)"):
+    with pytest.raises(ValueError, match=r"sigma in \(0, 1e\+15\]"):
         nj.ForwardProcess(EDM()).q_sample(torch.zeros(2, 3), sigma)
     with pytest.raises(ValueError, match="sigma must be a positive finite float"):
         EDM().c_skip(sigma)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["check_device", "check_range", "check_values", "host_readable", "as_int64"]
+__all__ = ["as_device", "as_int64", "check_device", "check_range", "check_values", "host_readable"]
 
 #: Above this many elements the host read takes torch.aminmax, below it a Python list.
 _LIST_LIMIT = 256
@@ -91,3 +91,13 @@ def as_int64(t: torch.Tensor, name: str, allowed: str) -> torch.Tensor:
             bad = t[large].flatten()[0].item()
             raise ValueError(f"{name} must be {allowed}, got {bad}")
     return t.to(torch.int64)
+
+
+def as_device(device: torch.device | str, name: str = "device") -> torch.device:
+    """``torch.device(device)``, or a ValueError that names the argument."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu' or 'cuda:0', got {device!r}"
+        ) from error

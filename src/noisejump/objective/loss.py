@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checks import check_device
 from ..kernels.affine import compute_dtype
 from ..kernels.mse import keyed_mse_fused, mse_and_grad
 from ..kernels.q_sample import diagonal_scale, fused_noise_scale, q_sample_keyed
-from ..processes.forward import _FLOATS, SAMPLE_DTYPES
+from ..processes.forward import _FLOATS, _check_sample
 from ..processes.plan import is_per_element
 from ..rng import key_words
 from ..schedules import Schedule
@@ -39,15 +40,19 @@ F64 = torch.float64
 
 
 def min_snr_weights(
-    schedule: Schedule, t: torch.Tensor, gamma: float, prediction: str = "epsilon"
+    schedule: Schedule, t: Any, gamma: float, prediction: str = "epsilon"
 ) -> torch.Tensor:
-    """Min-SNR-gamma weights at steps ``t`` (B,) as float32 (B,): epsilon min(1, gamma/SNR),
+    """Min-SNR-gamma weights at steps ``t`` (an int, or an integer tensor of any shape,
+    range-checked as ``q_sample`` checks it) as float32 of t's shape: epsilon min(1, gamma/SNR),
     v min(SNR, gamma) / (SNR + 1) (Hang et al. 2023, section 3.4; ``weighting``). SNR from
     float64 tables."""
     if prediction not in LOSS_PREDICTIONS:
         raise ValueError(f"prediction must be one of {LOSS_PREDICTIONS}, got {prediction!r}")
     gamma = check_gamma(gamma)
-    signal, sigma = schedule.marginal(t, t.device, F64)
+    device = t.device if isinstance(t, torch.Tensor) else torch.device("cpu")
+    shape = tuple(t.shape) if isinstance(t, torch.Tensor) else ()
+    t = schedule.steps(t, torch.zeros((), device=device).expand(shape))
+    signal, sigma = schedule.marginal(t, device, F64)
     return min_snr_weight((signal / sigma) ** 2, gamma, prediction).to(torch.float32)
 
 
@@ -80,7 +85,8 @@ def keyed_x_t(
 
 
 class _PrecomputedGradient(torch.autograd.Function):
-    """The loss with the gradient its forward pass already wrote: backward only scales it."""
+    """The loss with the gradient its forward pass already wrote: backward only scales it
+    (the fused kernel's case: only the model output needs a gradient)."""
 
     @staticmethod
     def forward(ctx: Any, pred: torch.Tensor, loss: torch.Tensor, grad: torch.Tensor) -> Any:
@@ -91,6 +97,59 @@ class _PrecomputedGradient(torch.autograd.Function):
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (grad,) = ctx.saved_tensors
         return grad * grad_loss.to(grad.dtype), None, None
+
+
+class _LossAgainstNoise(torch.autograd.Function):
+    """loss = sum w (pred - T)^2 with T = e, or T = signal e - sigma x0 (``mse_and_grad``;
+    w already divided by the element count), differentiable in every input but e:
+
+        d/d pred = 2 w (pred - T) = g     (written by the forward pass)
+        d/d x0 = sigma g,   d/d signal = -g e,   d/d sigma = g x0,   d/d w = (pred - T)^2
+
+    each summed to its input's shape, so x0 from an encoder being trained, learned loss
+    weights (EDM2) and a learned schedule get their gradients."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        pred: torch.Tensor,
+        noise: torch.Tensor,
+        x0: torch.Tensor | None,
+        signal: torch.Tensor,
+        sigma: torch.Tensor,
+        weight: torch.Tensor,
+    ) -> Any:
+        loss, grad = mse_and_grad(pred, noise, x0, signal, sigma, weight)
+        ctx.v_target = x0 is not None
+        ctx.save_for_backward(grad, pred, noise, pred if x0 is None else x0, signal, sigma, weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad, pred, noise, x0, signal, sigma, weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        grad_pred = grad * grad_loss.to(grad.dtype) if needs[0] else None
+        grad_x0 = grad_signal = grad_sigma = grad_weight = None
+        cd = compute_dtype(noise.dtype)
+        batch = pred.shape[0]
+
+        def flat(value: torch.Tensor) -> torch.Tensor:
+            return value.reshape(batch, -1).to(cd)
+
+        def to_shape(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return value.sum_to_size(flat(like).shape).reshape(like.shape).to(like.dtype)
+
+        g = flat(grad) * grad_loss.to(cd)
+        e = flat(noise)
+        if ctx.v_target:
+            grad_x0 = to_shape(g * flat(sigma), x0) if needs[2] else None
+            grad_signal = to_shape(-g * e, signal) if needs[3] else None
+            grad_sigma = to_shape(g * flat(x0), sigma) if needs[4] else None
+        if needs[5]:
+            target = flat(signal) * e - flat(sigma) * flat(x0) if ctx.v_target else e
+            error = flat(pred) - target
+            grad_weight = to_shape(error * error * grad_loss.to(cd), weight)
+        return grad_pred, None, grad_x0, grad_signal, grad_sigma, grad_weight
 
 
 def keyed_mse(
@@ -127,19 +186,24 @@ def keyed_mse(
     Returns:
         A float32 scalar: mean over all elements of w (model_output - target)^2; with all
         weights 1 it equals F.mse_loss(model_output, target), target from ``q_sample``.
-        Isotropic and diagonal noise with one step per sample take the fused pass (the
-        kernel on CUDA, an opaque op under torch.compile); the rest plain torch autograd.
+        Differentiable in the model output, the weights (learned weightings), and for v
+        in x0 and the schedule's coefficients (an encoder, a learned schedule). Isotropic
+        and diagonal noise where only the model output needs a gradient take the fused
+        pass (the kernel on CUDA, an opaque op under torch.compile); otherwise e is drawn
+        exactly as ``q_sample`` draws it and the loss taken against it.
     """
     if prediction not in LOSS_PREDICTIONS:
         raise ValueError(f"prediction must be one of {LOSS_PREDICTIONS}, got {prediction!r}")
-    if not isinstance(model_output, torch.Tensor) or model_output.dtype not in SAMPLE_DTYPES:
-        kind = model_output.dtype if isinstance(model_output, torch.Tensor) else type(model_output)
-        raise TypeError(f"model_output must be {_FLOATS}, got {kind}")
+    _check_sample(model_output, "model_output")
+    if model_output.dim() == 0:
+        raise ValueError("model_output must have a batch dimension (B, ...), got a 0-d tensor")
+    process.noise.check_shape(tuple(model_output.shape[1:]))
     if prediction == "v" and x0 is None:
         raise ValueError("prediction='v' needs x0: its target is signal_t e - sigma_t x0")
-    if x0 is not None and (not isinstance(x0, torch.Tensor) or x0.dtype not in SAMPLE_DTYPES):
-        kind = x0.dtype if isinstance(x0, torch.Tensor) else type(x0).__name__
-        raise TypeError(f"x0 must be {_FLOATS} or None, got {kind}")
+    if x0 is not None and not isinstance(x0, torch.Tensor):
+        raise TypeError(f"x0 must be {_FLOATS} or None, got {type(x0).__name__}")
+    if x0 is not None:
+        _check_sample(x0, "x0")
     if x0 is not None and (x0.shape != model_output.shape or x0.device != model_output.device):
         raise ValueError(
             f"x0 must match model_output's shape {tuple(model_output.shape)} and device "
@@ -163,32 +227,35 @@ def keyed_mse(
         shape = model_output.shape
         return (value.expand(shape) if per_element else value.reshape(batch)).contiguous()
 
-    pred = model_output.detach()  # the loss and its gradient come from the passes below
-    if diagonal:
+    coefficients = (flat(signal), flat(sigma), flat(weight) / model_output.numel())
+    # Beyond the model output, a gradient reaches the weights (learned weightings) and, for
+    # v, x0 and the schedule's coefficients: then the loss is taken against materialised e.
+    others = [weight] + ([v_x0, signal, sigma] if v_x0 is not None else [])
+    fused = diagonal and not (torch.is_grad_enabled() and any(v.requires_grad for v in others))
+    if fused:
         (seed_lo, seed_hi), key_a, key_b = key_words(seed, keys, batch, stream, device)
         words = torch.stack([key_a, key_b]).to(device)
         if scale is not None:
             scale = scale.to(device, cd).reshape(-1).contiguous()
+        signal_b, sigma_b, weight_b = (c.detach() for c in coefficients)
         loss, grad = keyed_mse_fused(
-            pred,
+            model_output.detach(),
             v_x0,
-            flat(signal),
-            flat(sigma),
+            signal_b,
+            sigma_b,
             scale,
-            flat(weight) / model_output.numel(),
+            weight_b,
             words,
             seed_lo | seed_hi << 32,
             stream,
             noise_dtype,
             fast,
         )
-    else:  # L e from the family, as q_sample draws it; the same loss against it
-        like = model_output.new_zeros(model_output.shape, dtype=noise_dtype) if x0 is None else x0
-        noise = process._keyed_epsilon(like, steps, seed, keys, stream)
-        loss, grad = mse_and_grad(
-            pred, noise, v_x0, flat(signal), flat(sigma), flat(weight) / model_output.numel()
-        )
-    return _PrecomputedGradient.apply(model_output, loss, grad)
+        return _PrecomputedGradient.apply(model_output, loss, grad)
+    # L e from the family, exactly as q_sample draws it; the same loss against it.
+    like = model_output.new_zeros(model_output.shape, dtype=noise_dtype) if x0 is None else x0
+    noise = process._keyed_epsilon(like.detach(), steps, seed, keys, stream)
+    return _LossAgainstNoise.apply(model_output, noise, v_x0, *coefficients)
 
 
 def _weights(
@@ -208,6 +275,7 @@ def _weights(
             raise TypeError(f"weights must be a floating tensor (B,), got {weights!r:.80}")
         if weights.shape != (batch,):
             raise ValueError(f"weights must have shape ({batch},), got {tuple(weights.shape)}")
+        check_device(weights, weight.device, "weights", "model_output")
         weight = weight * weights.to(device, torch.float32)
     weight = weight.reshape((batch,) + (1,) * (steps.dim() - 1))
     if min_snr_gamma is not None:

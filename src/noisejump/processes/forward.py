@@ -28,7 +28,7 @@ from typing import Any, cast
 import torch
 
 from .._numpy import from_numpy
-from ..checks import host_readable
+from ..checks import check_values, host_readable
 from ..kernels import q_sample_keyed
 from ..kernels.affine import affine
 from ..kernels.affine import compute_dtype as _compute_dtype
@@ -76,6 +76,22 @@ class ForwardProcess:
         validate: bool = True,
         path: str = "auto",
     ) -> None:
+        if isinstance(schedule, str):
+            raise TypeError(
+                f"schedule must be a schedule object, got the string {schedule!r}: build one "
+                f"with noisejump.get_schedule({schedule!r}) (discrete) or from "
+                "noisejump.continuous (VPSDE(), EDM(), FlowMatching(), ...)"
+            )
+        if not all(
+            callable(getattr(schedule, m, None)) for m in ("steps", "marginal", "transition")
+        ):
+            raise TypeError(
+                "schedule must be a noisejump schedule (get_schedule(...), a continuous "
+                "schedule, or an object with steps, marginal and transition methods), got "
+                f"{type(schedule).__name__}"
+            )
+        if not isinstance(validate, bool):
+            raise TypeError(f"validate must be True or False, got {validate!r}")
         self.schedule: Any = schedule  # discrete-only methods also read num_steps, table
         if noise is None:
             noise = Isotropic()
@@ -453,11 +469,14 @@ class ForwardProcess:
             return model_output.to(x_t.dtype)
         if prediction == "v":
             return _affine(signal, x_t, -sigma, model_output)
-        if signal.device.type == "cpu" and (signal == 0).any():
-            raise ValueError(
-                "prediction='epsilon' cannot recover x0 where signal_t = 0 (zero terminal "
-                "SNR): x0 = (x_t - sigma e) / 0. Use prediction='v'."
-            )
+        check_values(
+            signal,
+            lambda v: v != 0,
+            name="signal_t",
+            allowed="non-zero for prediction='epsilon': where signal_t = 0 (zero terminal "
+            "SNR) x0 = (x_t - sigma e) / 0 cannot be recovered; use prediction='v'",
+            validate=self.validate,
+        )
         return _affine(1 / signal, x_t, -sigma / signal, model_output)
 
     # ---- helpers -------------------------------------------------------------------------

@@ -339,7 +339,7 @@ class Schedule:
 
         Fresh tensors of t's shape (one gather from a cached two-row table): changing them
         changes nothing else."""
-        pair = self._table("signal_sigma", device, dtype)[:, t]
+        pair = gather(self._table("signal_sigma", device, dtype), t)
         if isinstance(t, int):
             pair = pair.clone()  # an int index gives a view of the table
         return pair[0], pair[1]
@@ -354,7 +354,7 @@ class Schedule:
         exp(delta / 2) and -expm1(delta), delta = log abar_t - log abar_s.
         """
         log_abar = self._table("log_alphas_cumprod_x0", device)
-        delta = log_abar[t + 1] - log_abar[s + 1]  # entry 0 is step -1
+        delta = gather(log_abar, t + 1) - gather(log_abar, s + 1)  # entry 0 is step -1
         return torch.exp(0.5 * delta).to(dtype), (-torch.expm1(delta)).to(dtype)
 
     def __repr__(self) -> str:
@@ -363,6 +363,15 @@ class Schedule:
             f"Schedule({self.name!r}, num_steps={self.num_steps}, "
             f"alphas_cumprod=[{abar[0].item():.6g} .. {abar[-1].item():.6g}])"
         )
+
+
+def gather(table: torch.Tensor, t: Any) -> torch.Tensor:
+    """table[..., t] for an int or an integer tensor t of any shape (the result has
+    table.shape[:-1] + t.shape). A tensor indexes by its flattened values: a 0-d tensor
+    index would be read on the host (a device sync, a break in a compiled graph)."""
+    if isinstance(t, torch.Tensor):
+        return table[..., t.reshape(-1)].reshape(table.shape[:-1] + t.shape)
+    return table[..., t]
 
 
 def _broadcasts_per_element(t_shape: tuple[int, ...], like_shape: tuple[int, ...]) -> bool:
@@ -380,7 +389,12 @@ def _as_table(values: Any, name: str) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
         table = values.detach().to(device="cpu", dtype=F64).clone()
     else:
-        table = torch.as_tensor(values, dtype=F64).clone()
+        try:
+            table = torch.as_tensor(values, dtype=F64).clone()
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(
+                f"{name} must be a 1-D sequence or tensor of numbers, got {values!r:.60}"
+            ) from error
     if table.dim() != 1 or len(table) == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {tuple(table.shape)}")
     if not torch.isfinite(table).all():

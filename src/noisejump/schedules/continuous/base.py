@@ -25,6 +25,7 @@ import math
 
 import torch
 
+from ..._numpy import from_numpy
 from ...checks import check_device, check_values
 
 F64 = torch.float64
@@ -46,6 +47,9 @@ class ContinuousSchedule:
     t_min = 0.0
     #: The largest valid time.
     t_max = 1.0
+    #: True where the time is the noise level sigma itself (EDM): sigma 0 is the data, valid
+    #: only as a jump's start or the posterior's target.
+    t_is_sigma = False
     #: What the time variable is called in error messages.
     time_name = "t"
     name = "continuous"
@@ -96,6 +100,7 @@ class ContinuousSchedule:
         torch.compile traces), or not at all when ``validate`` is False
         (``noisejump.checks``).
         """
+        t = from_numpy(t)
         if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
             raise TypeError(f"{name} must be {self._allowed(lowest)}, got a boolean")
         if isinstance(t, (int, float)):
@@ -160,13 +165,13 @@ class ContinuousSchedule:
     # ---- helpers ---------------------------------------------------------------------------
 
     def _in_range(self, t: torch.Tensor, lowest: int) -> torch.Tensor:
-        closed = lowest < 0 or not math.isinf(self.t_max)  # EDM: sigma 0 only as the data
+        closed = lowest < 0 or not self.t_is_sigma  # EDM: sigma 0 only as the data
         above = t >= self.t_min if closed else t > self.t_min
         ok = above & (t <= self.t_max) & torch.isfinite(t)
         return ok | (t == DATA) if lowest < 0 else ok
 
     def _allowed(self, lowest: int) -> str:
-        closed = lowest < 0 or not math.isinf(self.t_max)
+        closed = lowest < 0 or not self.t_is_sigma
         low = "[" if closed else "("
         high = "inf)" if math.isinf(self.t_max) else f"{self.t_max:g}]"
         data = " (or -1 for the data)" if lowest < 0 else ""
