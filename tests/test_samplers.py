@@ -236,6 +236,8 @@ def test_truncation_keeps_the_shape_renormalised_without_atoms():
     draws = truncated.sample(N, seed=0, keys=KEYS, dtype=torch.float64)[0]
     assert draws.min() > 0.3 and draws.max() < 0.6  # no draw piles up at an end
     assert float(truncated.pdf(0.29)) == 0.0 == float(truncated.pdf(0.61))
+    above = get_sampler("log_normal", t_min=0.1)  # unbounded above on sigma
+    assert above.t_max == math.inf and float(above.sample(N, seed=0, keys=KEYS)[0].min()) > 0.1
 
 
 # ---- keyed draws ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ mixture      sum_i w_i p_i(x): the component is chosen by the draw's own keyed
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,7 +72,8 @@ class Truncated(TimestepSampler):
     Args:
         base: a stateless sampler.
         t_min, t_max: the interval, t_min < t_max, inside the base's support (for a sigma
-            sampler, noise levels); it must hold a mass of at least 1e-9.
+            sampler, noise levels, t_max = inf allowed); it must hold a mass of at least
+            1e-9.
     """
 
     name = "truncated"
@@ -81,7 +83,9 @@ class Truncated(TimestepSampler):
         self.space = base.space
         low, high = base.support
         self.t_min = check_real(t_min, "t_min", low=low, high=high)
-        self.t_max = check_real(t_max, "t_max", low=low, high=high)
+        # a law on sigma may stay unbounded above: t_max = inf
+        unbounded = high == math.inf and from_numpy(t_max) == math.inf
+        self.t_max = math.inf if unbounded else check_real(t_max, "t_max", low=low, high=high)
         if not self.t_min < self.t_max:
             raise ValueError(f"need t_min < t_max, got t_min={t_min!r}, t_max={t_max!r}")
         ends = base.cdf(torch.tensor([self.t_min, self.t_max], dtype=F64))
