@@ -11,9 +11,9 @@ from ._types import device, non_negative_int, positive_float, positive_int, seed
 
 def add_parser(subparsers) -> None:
     from ..noise import without_arguments
-    from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS
+    from ..objective import PREDICTIONS, WEIGHTINGS
     from ..schedules import schedule_names
-    from ..train.config import TrainConfig
+    from ..train.config import TIMESTEP_SAMPLERS, TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -102,7 +102,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--timestep-sampler",
-        choices=SAMPLERS,
+        choices=TIMESTEP_SAMPLERS,
         default=d.timestep_sampler,
         help=f"how t is drawn (default: {d.timestep_sampler})",
     )

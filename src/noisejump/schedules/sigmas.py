@@ -48,6 +48,15 @@ class DiscreteSigmas:
         """sigma_t = sqrt((1 - abar_t) / abar_t), float64, length T."""
         return self._float64_table("sigma").clone()
 
+    def shifted(self, s: float) -> DiscreteSigmas:
+        """The sigma view of ``schedule.shifted(s)``: sigma'_t = s sigma_t (the shift keeps
+        signal = 1 here; ``noisejump.schedules.shift``)."""
+        return DiscreteSigmas(self.base.shifted(s))
+
+    def time_of(self, x: Any, space: str = "u") -> torch.Tensor:
+        """The steps of sampler draws, as the underlying schedule maps them."""
+        return self.base.time_of(x, space)
+
     def steps(
         self,
         t: Any,
