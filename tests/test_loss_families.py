@@ -37,14 +37,17 @@ def test_every_family_is_covered():
     assert sorted(EXAMPLES) == available()
 
 
-@pytest.mark.parametrize("per_element", [False, True], ids=["per-sample", "per-element"])
-@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize(
+    ("prediction", "per_element"),
+    [(p, False) for p in ("epsilon", "v", "sample")] + [(p, True) for p in ("epsilon", "v")],
+    ids=lambda value: {False: "per-sample", True: "per-element"}.get(value, value),
+)
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_keyed_mse_equals_mse_against_the_noise_q_sample_returned(name, prediction, per_element):
     process, x0, output, t = _case(name, per_element)
     keys = torch.tensor([5, 2**33 + 1, 11])
     _, noise = process.q_sample(x0, t, seed=9, keys=keys)
-    target = noise if prediction == "epsilon" else process.v_target(x0, noise, t)
+    target = nj.objective.target(process, x0, noise, t, prediction)
     got = keyed_mse(process, output, t, seed=9, keys=keys, prediction=prediction, x0=x0)
     torch.testing.assert_close(got, F.mse_loss(output, target), rtol=1e-5, atol=1e-6)
     # weighted: user weights per sample times min-SNR weights (per element for per-element t)
