@@ -1,16 +1,19 @@
 """The training objective around the noisy state: timestep samplers, prediction targets,
-loss weightings and the keyed losses.
+loss weightings, input perturbations and the keyed losses.
 
     samplers      timestep samplers (uniform, stratified, logit-normal, importance), keyed
     targets       what the model predicts: epsilon, v, the sample or the flow velocity, and
                   each target's conversion factor to epsilon-MSE
     weighting     loss weightings omega(lambda; prediction), found by name (get_weighting):
                   min-SNR-gamma, soft-min-SNR, debiased, P2, SD3's, EDM's, EDM2's learned
+    perturbation  input perturbation (Ning et al. 2023) and time-dependent offset noise
+                  (Kutsuna 2024), keyed like q_sample
     loss          ``keyed_mse`` and ``keyed_x_t``: losses that regenerate e from its keys
                   (also importable as ``noisejump.loss``)
 """
 
 from .loss import LOSS_PREDICTIONS, keyed_mse, keyed_x_t, min_snr_weights
+from .perturbation import InputPerturbation, TimeDependentOffset
 from .samplers import SAMPLERS, TimestepSampler, keyed_uniform
 from .targets import (
     PREDICTIONS,
@@ -35,7 +38,9 @@ __all__ = [
     "PREDICTIONS",
     "SAMPLERS",
     "WEIGHTINGS",
+    "InputPerturbation",
     "LearnedUncertainty",
+    "TimeDependentOffset",
     "TimestepSampler",
     "Weighting",
     "check_prediction",
