@@ -36,6 +36,27 @@ def _median_us(fns: dict, rounds: int, calls: int) -> dict[str, float]:
     return {name: 1e6 * statistics.median(seen) for name, seen in times.items()}
 
 
+def _variants(process, shape: tuple[int, ...], registry: bool) -> dict:
+    """The calls to time for one shape (a function, so each lambda binds its own tensors)."""
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.randn(shape, generator=generator)
+    output = torch.randn(shape, generator=generator)
+    t = torch.randint(0, 1000, (shape[0],), generator=generator)
+    common = {"seed": 1, "keys": torch.arange(shape[0]), "prediction": "v", "x0": x0}
+    fns = {
+        "unweighted": lambda: keyed_mse(process, output, t, **common),
+        "min_snr_gamma": lambda: keyed_mse(process, output, t, min_snr_gamma=5.0, **common),
+    }
+    if registry:
+        from noisejump.objective import get_weighting
+
+        p2, edm = get_weighting("p2"), get_weighting("edm")
+        fns["p2"] = lambda: keyed_mse(process, output, t, weighting=p2, **common)
+        fns["edm"] = lambda: keyed_mse(process, output, t, weighting=edm, **common)
+        fns["p2.weights alone"] = lambda: p2.weights(process.schedule, t, "v")
+    return fns
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
@@ -44,25 +65,8 @@ def main() -> None:
     registry = "weighting" in inspect.signature(keyed_mse).parameters
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), medians in us")
     for shape in SHAPES:
-        generator = torch.Generator().manual_seed(0)
-        x0 = torch.randn(shape, generator=generator)
-        output = torch.randn(shape, generator=generator)
-        t = torch.randint(0, 1000, (shape[0],), generator=generator)
-        keys = torch.arange(shape[0])
-        common = {"seed": 1, "keys": keys, "prediction": "v", "x0": x0}
-        fns = {
-            "unweighted": lambda: keyed_mse(process, output, t, **common),
-            "min_snr_gamma": lambda: keyed_mse(process, output, t, min_snr_gamma=5.0, **common),
-        }
-        if registry:
-            from noisejump.objective import get_weighting
-
-            p2, edm = get_weighting("p2"), get_weighting("edm")
-            fns["p2"] = lambda: keyed_mse(process, output, t, weighting=p2, **common)
-            fns["edm"] = lambda: keyed_mse(process, output, t, weighting=edm, **common)
-            fns["p2.weights alone"] = lambda: p2.weights(process.schedule, t, "v")
         with torch.no_grad():
-            medians = _median_us(fns, args.rounds, 20)
+            medians = _median_us(_variants(process, shape, registry), args.rounds, 20)
         cells = "  ".join(f"{name} {value:7.1f}" for name, value in medians.items())
         print(f"{str(shape):>16}  {cells}")
 
