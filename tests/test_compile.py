@@ -2,10 +2,11 @@
 
 One compiled function (fullgraph, tensor t) covers isotropic noise, a correlated family
 (pink: FFT), a diagonal family with per-element steps, keyed_mse (v target with min-SNR
-weights, a correlated family, per-element steps), keyed_x_t, the diffusers adapter's
-add_fresh_noise, a discrete and a continuous schedule; every output must equal eager's
-bit for bit. Compiling costs seconds, so this is the one compile test of the suite; the
-wider matrix (every family, dtypes, default and fullgraph modes) is
+weights, a correlated family, per-element steps; the sample target with EDM's weighting,
+the flow velocity with cosmap, P2 per element with per-sample losses), keyed_x_t, the
+diffusers adapter's add_fresh_noise, a discrete and a continuous schedule; every output
+must equal eager's bit for bit. Compiling costs seconds, so this is the one compile test
+of the suite; the wider matrix (every family, dtypes, default and fullgraph modes) is
 benchmarks/compile_check.py.
 
 The bug this guards against: inductor fused the Philox rounds and multiplied the counters,
@@ -23,6 +24,7 @@ from noisejump.continuous import FlowMatching
 from noisejump.integrations.diffusers import DiffusersAdapter
 from noisejump.loss import keyed_mse, keyed_x_t
 from noisejump.noise import get_noise
+from noisejump.objective import get_weighting
 
 pytestmark = pytest.mark.slow  # one compile with its backward: ~15-40 s cold
 
@@ -51,6 +53,7 @@ def test_one_compiled_training_function_equals_eager_bitwise():
     t_flow = torch.rand(4, generator=generator, dtype=torch.float64)
     keys = torch.arange(4) + 2**40  # keys beyond 32 bits: both key words in play
     log_weights = torch.zeros(4)
+    edm, cosmap, p2 = (get_weighting(name) for name in ("edm", "cosmap", "p2"))
 
     def step(x0, model_output, t, t_element, t_flow, keys, log_weights):
         iso, diag, pink, flow = (processes[n] for n in ("isotropic", "diagonal", "pink", "flow"))
@@ -74,6 +77,22 @@ def test_one_compiled_training_function_equals_eager_bitwise():
             ),  # fmt: skip
             "keyed_mse pink": keyed_mse(pink, model_output, t, seed=7, keys=keys),
             "keyed_mse per element": keyed_mse(diag, model_output, t_element, seed=7, keys=keys),
+            "keyed_mse sample edm": keyed_mse(
+                iso, model_output, t, seed=7, keys=keys, prediction="sample", x0=x0, weighting=edm
+            ),
+            "keyed_mse flow velocity cosmap": keyed_mse(
+                flow,
+                model_output,
+                t_flow,
+                seed=7,
+                keys=keys,
+                prediction="flow_velocity",
+                x0=x0,
+                weighting=cosmap,
+            ),  # fmt: skip
+            "keyed_mse p2 per element per sample": keyed_mse(
+                diag, model_output, t_element, seed=7, keys=keys, weighting=p2, reduction="none"
+            ),
             "keyed_x_t": keyed_x_t(diag, x0, t, seed=7, keys=keys),
             "add_fresh_noise": adapter.add_fresh_noise(x0, t, seed=7, keys=keys),
             # no host read anywhere: a 0-d step, float timesteps, the epsilon inverse

@@ -14,6 +14,7 @@ PAGES = [
     "docs/noise-families.md",
     "docs/keyed-noise.md",
     "docs/samplers.md",
+    "docs/weightings.md",
     "README.md",
 ]
 
@@ -43,7 +44,15 @@ def test_no_sphinx_roles_in_docstrings():
     assert ROLE.search("Returns a :class:`VerifyReport`.")  # the pattern finds one
 
 
-MATH_PAGES = ["mathematics", "shortcut", "continuous", "noise-families", "keyed-noise", "samplers"]
+MATH_PAGES = [
+    "mathematics",
+    "shortcut",
+    "continuous",
+    "noise-families",
+    "keyed-noise",
+    "samplers",
+    "weightings",
+]
 
 
 def test_formulas_are_marked_as_mathematics_and_mathjax_is_loaded():

@@ -86,7 +86,8 @@ def add_parser(subparsers) -> None:
         "--prediction",
         choices=PREDICTIONS,
         default=d.prediction,
-        help=f"the model's target: epsilon (noise), v, or sample (x0) (default: {d.prediction})",
+        help="the model's target: epsilon (noise), v, sample (x0), or flow_velocity (e - x0, "
+        f"flow matching only: refused on these schedules) (default: {d.prediction})",
     )
     p.add_argument(
         "--weighting",
