@@ -14,6 +14,8 @@ PAGES = [
     "docs/categorical.md",
     "docs/noise-families.md",
     "docs/keyed-noise.md",
+    "docs/samplers.md",
+    "docs/weightings.md",
     "README.md",
 ]
 
@@ -50,6 +52,8 @@ MATH_PAGES = [
     "continuous",
     "noise-families",
     "keyed-noise",
+    "samplers",
+    "weightings",
 ]
 
 

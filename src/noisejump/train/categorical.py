@@ -8,9 +8,9 @@
     model     ``TokenUNet``: the run's U-Net on one-hot tokens (S channels in) with x0
               logits out (its first K output channels), fed the time as 1000 t (continuous)
               or the step (discrete)
-    one step  u, the loop's keyed uniform per sample (Philox stream 1); absorbing:
-              t = t_min + (1 - t_min) u ("uniform") or with u = (j + u) / B for the sample
-              at position j of the global batch ("stratified"); uniform: the run's timestep
+    one step  t from the run's timestep sampler, keyed per sample as the Gaussian run's
+              (``noisejump.objective.sample_time``); absorbing: t = t_min + (1 - t_min) u
+              for the sampler's u ("uniform" or "stratified"), float64; uniform: the
               sampler over the T steps. x_t = q_sample(x0, t, seed, keys) (keyed: stream
               2^30). Loss: ``mdlm_loss`` (absorbing), ``d3pm_loss`` with lambda = 0.001
               (uniform); the mean over the batch, times the sampler's weight
@@ -32,7 +32,6 @@ from torch import nn
 
 from ..categorical import CategoricalProcess, LogLinear, d3pm_loss, mdlm_loss
 from ..categorical.sampling import ancestral_sample
-from ..objective import keyed_uniform
 from .data import digits_split
 from .unet import UNet
 
@@ -148,27 +147,14 @@ def model_time(process: CategoricalProcess, t: torch.Tensor) -> torch.Tensor:
 def step_loss(
     config: Any,
     process: CategoricalProcess,
-    sampler: Any,
     network: nn.Module,
     device: torch.device,
     autocast: bool,
-) -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
-    """loss(x0, indices, keys, step) -> (loss, per-sample losses, t, the time the noising
+) -> Callable[..., tuple[torch.Tensor, torch.Tensor, float]]:
+    """loss(x0, t, weight, keys) -> (loss, per-sample losses, the time the noising
     finished) of one step (module docstring)."""
-    batch = config.batch_size
 
-    def loss(x0: torch.Tensor, indices: torch.Tensor, keys: torch.Tensor, step: int) -> Any:
-        u = keyed_uniform(config.seed, keys)
-        positions = indices - step * batch
-        if process.is_continuous:
-            if sampler.name == "stratified":
-                u = (positions.to(torch.float64) + u) / batch
-            t_min = process.schedule.t_min
-            t = t_min + (1.0 - t_min) * u
-            weight = torch.ones(len(u), dtype=torch.float32)
-        else:
-            t, weight = sampler.sample(u, positions, batch)
-        t = t.to(device)
+    def loss(x0: torch.Tensor, t: torch.Tensor, weight: torch.Tensor, keys: torch.Tensor) -> Any:
         x_t = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -180,7 +166,7 @@ def step_loss(
             per_sample = mdlm_loss(process, logits, x0, x_t, t)
         else:
             per_sample = d3pm_loss(process, logits, x0, x_t, t)
-        return (weight.to(device) * per_sample).mean(), per_sample, t, noised
+        return (weight.to(device) * per_sample).mean(), per_sample, noised
 
     return loss
 

@@ -4,7 +4,8 @@ One optimiser step on the global batch of B samples (B / W per rank):
 
     g      global sample indices step * B + position (data.py)
     x0     the images the data order assigns to g
-    t, w   timesteps and importance weights from keyed uniforms (timesteps.py)
+    t, w   timesteps and importance weights: the timestep sampler's keyed draws mapped to
+           steps (``noisejump.objective.sample_time``)
     x_t, e process.q_sample(x0, t, seed=seed, keys=(g, step)): the exact O(1) jump with
            counter-based noise keyed by sample and step (``noisejump.rng.training_keys``;
            Philox stream 0 for the noise, stream 1 for the timestep uniforms)
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ..objective import TimestepSampler, keyed_uniform, loss_weights, target
+from ..objective import loss_weights, sample_time, target
 from ..rng import training_keys
 from . import categorical as tokens
 from . import checkpoint, data, distributed, faults, files, restore
@@ -102,7 +103,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
         model = config.build_model(tuple(images.shape[1:])).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    sampler = TimestepSampler(config.timestep_sampler, config.diffusion_steps)
+    sampler = config.build_timestep_sampler()
     totals, start, saved = _Totals(), 0, None
     if restored is not None:
         saved, tensors, state = restored
@@ -130,7 +131,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
     ema_decay = 0.5 ** (config.batch_size / (config.ema_halflife_ksamples * 1000))
     autocast = device.type == "cuda" and config.bf16
     make_loss = tokens.step_loss if config.process in tokens.PROCESSES else _gaussian_loss
-    step_loss = make_loss(config, process, sampler, network, device, autocast)
+    step_loss = make_loss(config, process, network, device, autocast)
     seconds_before, started = totals.train_seconds, time.perf_counter()
     try:
         for step in range(start, config.steps):
@@ -140,7 +141,18 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             keys = training_keys(indices, step)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-            loss, per_sample, t, noised = step_loss(x0, indices, keys, step)
+            t, w = sample_time(
+                process,
+                sampler,
+                len(keys),
+                seed=config.seed,
+                keys=keys,
+                positions=indices - step * config.batch_size,
+                global_batch=config.batch_size,
+                dtype=torch.float64,  # a token run's continuous t; steps stay int64
+            )
+            t = t.to(device)
+            loss, per_sample, noised = step_loss(x0, t, w, keys)
             noise_seconds = noised - step_start
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -150,7 +162,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             done = step + 1
             faults.in_step(done, world.rank)
             value, signum = _agree(loss.detach(), stop.signum, world)
-            if sampler.name == "importance":
+            if sampler.stateful:
                 sampler.update(
                     distributed.all_gather(t, world).cpu(),
                     distributed.all_gather(per_sample.detach(), world).cpu(),
@@ -197,17 +209,11 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
     return summary
 
 
-def _gaussian_loss(config, process, sampler, network, device, autocast):
-    """loss(x0, indices, keys, step) -> (loss, per-sample losses, t, the time the noising
-    finished) of one step of the Gaussian run (the module docstring's formula)."""
+def _gaussian_loss(config, process, network, device, autocast):
+    """loss(x0, t, w, keys) -> (loss, per-sample losses, the time the noising finished)
+    of one step of the Gaussian run (the module docstring's formula)."""
 
-    def loss(x0, indices, keys, step):
-        t, w = sampler.sample(
-            keyed_uniform(config.seed, keys),
-            indices - step * config.batch_size,
-            config.batch_size,
-        )
-        t = t.to(device)
+    def loss(x0, t, w, keys):
         x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
         goal = target(process, x0, noise, t, config.prediction)
         weight = (
@@ -222,7 +228,7 @@ def _gaussian_loss(config, process, sampler, network, device, autocast):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             output = network(x_t, t)
         per_sample = (output.float() - goal).pow(2).flatten(1).mean(1)
-        return (weight * per_sample).mean(), per_sample, t, noised
+        return (weight * per_sample).mean(), per_sample, noised
 
     return loss
 
