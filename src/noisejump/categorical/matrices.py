@@ -25,7 +25,9 @@ from .._numpy import from_numpy
 __all__ = ["ROW_TOLERANCE", "TransitionMatrices", "discretized_gaussian"]
 
 F64 = torch.float64
-#: The largest |row sum - 1| a user-given matrix may have (float64).
+#: The largest |row sum - 1| a user-given float64 matrix may have; a matrix given in a
+#: lower precision may be off by K times its dtype's eps (float32, K = 17: 2e-6), the
+#: rounding of K entries. Rows within it are renormalised in float64.
 ROW_TOLERANCE = 1e-9
 
 
@@ -86,16 +88,16 @@ class TransitionMatrices:
 
 
 def _as_matrices(matrices: Any, num_classes: int) -> torch.Tensor:
-    """(T, K, K) float64, finite, non-negative, rows summing to 1 within ROW_TOLERANCE."""
+    """(T, K, K) float64, finite, non-negative, rows summing to 1 within ``_row_tolerance``
+    of the given dtype, then renormalised in float64 (a copy: the caller's stays as it is)."""
     matrices = from_numpy(matrices)
     try:
         if isinstance(matrices, torch.Tensor):
+            given = [matrices.detach()]
             table = matrices.detach().to(device="cpu", dtype=F64).clone()
         else:
-            rows = [from_numpy(m) for m in matrices]
-            table = torch.stack(
-                [torch.as_tensor(m).detach().to(device="cpu", dtype=F64) for m in rows]
-            )
+            given = [torch.as_tensor(from_numpy(m)).detach() for m in matrices]
+            table = torch.stack([m.to(device="cpu", dtype=F64) for m in given])
     except (TypeError, RuntimeError, ValueError) as error:
         raise TypeError(
             f"kind must be 'absorbing', 'uniform' or a sequence of {num_classes} x {num_classes} "
@@ -116,14 +118,26 @@ def _as_matrices(matrices: Any, num_classes: int) -> torch.Tensor:
             f"transition matrices must be row-stochastic (entries >= 0, rows summing to 1); "
             f"matrix {k} has a negative entry {float(table[k].min()):.6g}"
         )
+    tolerance = _row_tolerance(given, num_classes)
     excess = (table.sum(-1) - 1.0).abs()
-    if (excess > ROW_TOLERANCE).any():
-        k, row = (int(v) for v in (excess > ROW_TOLERANCE).nonzero()[0])
+    if (excess > tolerance).any():
+        k, row = (int(v) for v in (excess > tolerance).nonzero()[0])
         raise ValueError(
             f"transition matrices must be row-stochastic (rows summing to 1 within "
-            f"{ROW_TOLERANCE:g}); row {row} of matrix {k} sums to {float(table[k, row].sum()):.12g}"
+            f"{tolerance:.3g} for {_dtype_name(given)}); row {row} of matrix {k} sums to "
+            f"{float(table[k, row].sum()):.12g}"
         )
-    return table
+    return table / table.sum(-1, keepdim=True)
+
+
+def _row_tolerance(given: list[torch.Tensor], num_classes: int) -> float:
+    """ROW_TOLERANCE for float64 (or integer) input, else K eps of the least precise dtype."""
+    eps = [torch.finfo(m.dtype).eps for m in given if m.dtype.is_floating_point]
+    return max([ROW_TOLERANCE] + [num_classes * e for e in eps if e > 2.0**-52])
+
+
+def _dtype_name(given: list[torch.Tensor]) -> str:
+    return ", ".join(sorted({str(m.dtype).removeprefix("torch.") for m in given}))
 
 
 def discretized_gaussian(betas: Any, num_classes: int) -> torch.Tensor:
