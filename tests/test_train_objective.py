@@ -34,7 +34,7 @@ CONTINUOUS = {
 
 @pytest.mark.parametrize("name", list(CONTINUOUS))
 def test_continuous_presets_train_and_sample(tmp_path, name):
-    config = tiny(steps=2, checkpoint_every=2, batch_size=8, final_samples=2, **CONTINUOUS[name])
+    config = tiny(steps=2, checkpoint_every=2, batch_size=4, final_samples=1, **CONTINUOUS[name])
     summary = train(config, tmp_path / name, progress=False)
     assert summary["status"] == "finished"
     assert all(math.isfinite(v) for v in json.loads((tmp_path / name / "losses.json").read_text()))
