@@ -16,11 +16,21 @@ steps or keys is moved to the sample's device; anything else is refused).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-__all__ = ["check_device", "check_range", "check_values", "host_readable", "as_int64"]
+__all__ = [
+    "as_int64",
+    "check_count",
+    "broadcasts_per_element",
+    "check_device",
+    "check_range",
+    "check_values",
+    "host_readable",
+]
 
 #: Above this many elements the host read takes torch.aminmax, below it a Python list.
 _LIST_LIMIT = 256
@@ -91,3 +101,25 @@ def as_int64(t: torch.Tensor, name: str, allowed: str) -> torch.Tensor:
             bad = t[large].flatten()[0].item()
             raise ValueError(f"{name} must be {allowed}, got {bad}")
     return t.to(torch.int64)
+
+
+def broadcasts_per_element(t_shape: tuple[int, ...], like_shape: tuple[int, ...]) -> bool:
+    """True when steps of ``t_shape`` are one per element of a sample of ``like_shape``:
+    as many dimensions, each of size 1 or the sample's."""
+    return len(t_shape) == len(like_shape) and all(
+        a in (1, b) for a, b in zip(t_shape, like_shape, strict=True)
+    )
+
+
+def check_count(value: Any, name: str, low: int = 0) -> int:
+    """An int >= ``low`` (NumPy integers too): TypeError for anything else, ValueError below
+    ``low``, both naming the argument and the value."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {low}, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int >= {low}, got {value!r}") from None
+    if number < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {number}")
+    return number
