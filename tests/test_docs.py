@@ -9,7 +9,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-PAGES = ["docs/shortcut.md", "docs/noise-families.md", "docs/keyed-noise.md", "README.md"]
+PAGES = [
+    "docs/shortcut.md",
+    "docs/noise-families.md",
+    "docs/keyed-noise.md",
+    "docs/diffusion-forcing.md",
+    "README.md",
+]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -37,7 +43,14 @@ def test_no_sphinx_roles_in_docstrings():
     assert ROLE.search("Returns a :class:`VerifyReport`.")  # the pattern finds one
 
 
-MATH_PAGES = ["mathematics", "shortcut", "continuous", "noise-families", "keyed-noise"]
+MATH_PAGES = [
+    "mathematics",
+    "shortcut",
+    "continuous",
+    "noise-families",
+    "keyed-noise",
+    "diffusion-forcing",
+]
 
 
 def test_formulas_are_marked_as_mathematics_and_mathjax_is_loaded():
