@@ -13,6 +13,8 @@ PAGES = [
     "docs/shortcut.md",
     "docs/noise-families.md",
     "docs/keyed-noise.md",
+    "docs/samplers.md",
+    "docs/weightings.md",
     "docs/diffusion-forcing.md",
     "README.md",
 ]
@@ -49,6 +51,8 @@ MATH_PAGES = [
     "continuous",
     "noise-families",
     "keyed-noise",
+    "samplers",
+    "weightings",
     "diffusion-forcing",
 ]
 

@@ -11,9 +11,9 @@ from ._types import device, non_negative_int, positive_float, positive_int, seed
 
 def add_parser(subparsers) -> None:
     from ..noise import without_arguments
-    from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS
+    from ..objective import PREDICTIONS, WEIGHTINGS
     from ..schedules import schedule_names
-    from ..train.config import TrainConfig
+    from ..train.config import TIMESTEP_SAMPLERS, TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -86,7 +86,8 @@ def add_parser(subparsers) -> None:
         "--prediction",
         choices=PREDICTIONS,
         default=d.prediction,
-        help=f"the model's target: epsilon (noise), v, or sample (x0) (default: {d.prediction})",
+        help="the model's target: epsilon (noise), v, sample (x0), or flow_velocity (e - x0, "
+        f"flow matching only: refused on these schedules) (default: {d.prediction})",
     )
     p.add_argument(
         "--weighting",
@@ -102,7 +103,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--timestep-sampler",
-        choices=SAMPLERS,
+        choices=TIMESTEP_SAMPLERS,
         default=d.timestep_sampler,
         help=f"how t is drawn (default: {d.timestep_sampler})",
     )

@@ -3,11 +3,14 @@
     loss = sum_bn w_bn / (B d) (pred_bn - target_bn)^2
     grad = 2 w_bn (pred - target) / (B d)             (written by the forward pass)
 
-target = e (epsilon prediction) or v = signal e - sigma x0 (Salimans & Ho 2022, arXiv
-2202.00512, section 4); weights and coefficients one per sample, per frame (diffusion
-forcing: each frame its own step and weight) or per element; e = s * z keyed
-(``noisejump.rng``) and rounded to ``noise_dtype`` as ``q_sample`` returns it; arithmetic
-in float32. ``keyed_mse_fused`` runs the Triton
+target = e (epsilon prediction, no x0) or a e - b x0 with coefficients passed as
+``signal`` and ``sigma``: v = signal e - sigma x0 (Salimans & Ho 2022, arXiv 2202.00512,
+section 4), and the sample (a = 0, b = -1) and flow velocity (a = b = 1) the same way, so
+the kernel serves every target unchanged. Weights and coefficients are one per sample, per
+frame (diffusion forcing: each frame its own step and weight) or per element. e = s * z
+keyed (``noisejump.rng``) and rounded to ``noise_dtype`` as ``q_sample`` returns it;
+arithmetic in float32. ``per_sample``: the loss is the (B,) sums per sample instead of
+their total (the weight then divided by d, not B d). ``keyed_mse_fused`` runs the Triton
 kernel (``_mse_triton``) or ``keyed_mse_reference`` (plain torch) as ``dispatch`` decides;
 ``mse_and_grad`` is the same loss against a given e (families the kernel does not serve).
 All return (loss, grad) with the loss a float32 scalar and grad in pred's dtype.
@@ -33,20 +36,22 @@ __all__ = ["keyed_mse_fused", "keyed_mse_reference", "mse_and_grad"]
 
 
 def keyed_mse_reference(
-    pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_dtype, shard=None
-):
+    pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_dtype, shard=None,
+    per_sample=False,
+):  # fmt: skip
     """Plain torch, the same keyed stream and arithmetic as the kernel (float64 throughout
     for float64 noise); arguments as ``keyed_mse_fused``'s."""
     frames, inner, tables = coefficient_tables(tuple(pred.shape), signal, sigma, weight)
     shard_ints = [] if shard is None else list(check_shard(shard, tuple(pred.shape[1:])))
     return _reference(
-        pred, x0, *tables, scale, words, seed, stream, noise_dtype, frames, inner, shard_ints
-    )
+        pred, x0, *tables, scale, words, seed, stream, noise_dtype, frames, inner, shard_ints,
+        per_sample,
+    )  # fmt: skip
 
 
 def _reference(
     pred, x0, signal, sigma, weight, scale, words, seed, stream, noise_dtype, frames, inner,
-    shard,
+    shard, per_sample,
 ):  # fmt: skip
     """The reference on coefficient tables (B, frames) (``coefficient_tables``)."""
     batch = pred.shape[0]
@@ -64,21 +69,23 @@ def _reference(
         sigma.reshape(table),
         weight.reshape(table),
         pred.shape,
+        per_sample,
     )
 
 
-def mse_and_grad(pred, noise, x0, signal, sigma, weight):
-    """(loss, grad) of pred against the target of ``noise`` (e, or v = signal e - sigma x0
-    when x0 is given): loss = sum w (pred - target)^2 as a float32 scalar, grad =
-    2 w (pred - target) in pred's dtype; arithmetic in noise's compute dtype. Coefficients
-    and weights (B,) or pred's shape. An opaque op while torch.compile traces (the compiler
-    would drop the rounding of e to its dtype and reorder the sum), so compiled = eager."""
+def mse_and_grad(pred, noise, x0, signal, sigma, weight, per_sample=False):
+    """(loss, grad) of pred against the target of ``noise`` (e, or signal e - sigma x0
+    when x0 is given): loss = sum w (pred - target)^2 as a float32 scalar ((B,) sums per
+    sample with ``per_sample``), grad = 2 w (pred - target) in pred's dtype; arithmetic in
+    noise's compute dtype. Coefficients and weights (B,) or pred's shape. An opaque op
+    while torch.compile traces (the compiler would drop the rounding of e to its dtype and
+    reorder the sum), so compiled = eager."""
     if torch.compiler.is_compiling():
-        return _mse_and_grad_op(pred, noise, x0, signal, sigma, weight)
-    return _flat_mse_and_grad(pred, noise, x0, signal, sigma, weight)
+        return _mse_and_grad_op(pred, noise, x0, signal, sigma, weight, per_sample)
+    return _flat_mse_and_grad(pred, noise, x0, signal, sigma, weight, per_sample)
 
 
-def _flat_mse_and_grad(pred, noise, x0, signal, sigma, weight):
+def _flat_mse_and_grad(pred, noise, x0, signal, sigma, weight, per_sample):
     batch = pred.shape[0]
     flat = (batch, -1)
     return _mse_and_grad(
@@ -89,18 +96,20 @@ def _flat_mse_and_grad(pred, noise, x0, signal, sigma, weight):
         sigma.reshape(flat),
         weight.reshape(flat),
         pred.shape,
+        per_sample,
     )
 
 
-def _mse_and_grad(pred, noise, x0, signal, sigma, weight, shape):
+def _mse_and_grad(pred, noise, x0, signal, sigma, weight, shape, per_sample):
     """The loss on views that broadcast (elements against their coefficients)."""
     cd = compute_dtype(noise.dtype)
     target = noise.to(cd)
-    if x0 is not None:  # v = signal e - sigma x0
+    if x0 is not None:  # a e - b x0: v, and the sample and flow velocity as well
         target = signal * target - sigma * x0.to(cd)
     error = pred.to(cd) - target
-    loss = (weight * error * error).sum().to(torch.float32)
-    return loss, (2 * weight * error).to(pred.dtype).reshape(shape)
+    squares = weight * error * error
+    loss = squares.reshape(len(squares), -1).sum(1) if per_sample else squares.sum()
+    return loss.to(torch.float32), (2 * weight * error).to(pred.dtype).reshape(shape)
 
 
 @torch.library.custom_op("noisejump::mse_and_grad", mutates_args=())
@@ -111,18 +120,24 @@ def _mse_and_grad_op(
     signal: torch.Tensor,
     sigma: torch.Tensor,
     weight: torch.Tensor,
+    per_sample: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _flat_mse_and_grad(pred, noise, x0, signal, sigma, weight)
+    return _flat_mse_and_grad(pred, noise, x0, signal, sigma, weight, per_sample)
+
+
+def _loss_shape(pred: torch.Tensor, per_sample: bool) -> tuple[int, ...]:
+    return (pred.shape[0],) if per_sample else ()
 
 
 @_mse_and_grad_op.register_fake
-def _(pred, noise, x0, signal, sigma, weight):
-    return pred.new_empty((), dtype=torch.float32), pred.new_empty(pred.shape)
+def _(pred, noise, x0, signal, sigma, weight, per_sample):
+    loss = pred.new_empty(_loss_shape(pred, per_sample), dtype=torch.float32)
+    return loss, pred.new_empty(pred.shape)
 
 
 def _launch(
     pred, x0, signal, sigma, weight, scale, words, seed, stream, noise_dtype, frames, inner,
-    shard, fast,
+    shard, fast, per_sample,
 ):  # fmt: skip
     import triton.language as tl
 
@@ -154,19 +169,21 @@ def _launch(
         MATH=math_mode(_keyed_mse_kernel, fast),
         BLOCK=BLOCK,
     )
-    return partial.sum(), grad
+    # programs run sample by sample (``run_elements``): a sample's partial sums lie together
+    return (partial.reshape(len(pred), -1).sum(1) if per_sample else partial.sum()), grad
 
 
 def keyed_mse_fused(
     pred, x0, signal, sigma, scale, weight, words, seed, stream, noise_dtype, fast=False,
-    shard=None,
+    shard=None, per_sample=False,
 ):  # fmt: skip
     """(loss, grad). Shapes: pred (B, ...); x0 like pred or None (epsilon target);
     signal, sigma, weight in the compute dtype, one per sample ((B,)), per frame (varying
     along one event axis) or per element, broadcasting to pred's shape (compact tables,
     ``coefficient_tables``), weight already divided by the element count; scale (d,) or
     None; words int64 (2, B) (key_a, key_b rows); seed an int in [0, 2^64); shard (axis,
-    start, stop, size) or None (pred is that slice; ``noisejump.shards``).
+    start, stop, size) or None (pred is that slice; ``noisejump.shards``); ``per_sample``
+    as in the module docstring.
 
     The kernel where ``dispatch`` says so; else the torch reference, directly when eager and
     through the opaque op ``noisejump::keyed_mse`` while torch.compile traces (so the
@@ -178,9 +195,9 @@ def keyed_mse_fused(
         seed_words = (seed & 0xFFFFFFFF, seed >> 32)  # an op's ints are signed 64-bit
         return _keyed_mse_op(
             *arguments, *seed_words, stream, _DTYPE_NAMES[noise_dtype], frames, inner,
-            shard_ints, fast,
+            shard_ints, fast, per_sample,
         )  # fmt: skip
-    return _reference(*arguments, seed, stream, noise_dtype, frames, inner, shard_ints)
+    return _reference(*arguments, seed, stream, noise_dtype, frames, inner, shard_ints, per_sample)
 
 
 _DTYPE_NAMES = {
@@ -205,16 +222,18 @@ def _keyed_mse_op(
     inner: int,
     shard: list[int],
     fast: bool,
+    per_sample: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     dtype = getattr(torch, noise_dtype)
     seed = seed_lo | seed_hi << 32
     arguments = (pred, x0, signal, sigma, weight, scale, words, seed, stream, dtype, frames, inner)
     if use_triton(pred.device) and {pred.dtype, dtype} <= set(KERNEL_DTYPES):
-        return _launch(*arguments, shard, fast)
-    return _reference(*arguments, shard)
+        return _launch(*arguments, shard, fast, per_sample)
+    return _reference(*arguments, shard, per_sample)
 
 
 @_keyed_mse_op.register_fake
 def _(pred, x0, signal, sigma, weight, scale, words, seed_lo, seed_hi, stream, noise_dtype,
-      frames, inner, shard, fast):  # fmt: skip
-    return pred.new_empty((), dtype=torch.float32), pred.new_empty(pred.shape)
+      frames, inner, shard, fast, per_sample):  # fmt: skip
+    loss = pred.new_empty(_loss_shape(pred, per_sample), dtype=torch.float32)
+    return loss, pred.new_empty(pred.shape)

@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass, fields
 
 from ..noise import available as noise_names
 from ..noise import get_noise
-from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS, check_prediction
+from ..objective import PREDICTIONS, WEIGHTINGS, TimestepSampler, check_prediction, get_sampler
 from ..processes import ForwardProcess
 from ..schedules import get_schedule, schedule_names
 from .unet import UNet
 
+#: The timestep samplers a run can name (``noisejump.objective.get_sampler``).
+TIMESTEP_SAMPLERS = ("uniform", "stratified", "logit_normal", "importance")
 #: The largest learning rate ``validate`` accepts; the seed is below 2^32.
 MAX_LR = 1.0
 SEED_LIMIT = 2**32
@@ -87,9 +89,10 @@ class TrainConfig:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.timestep_sampler not in SAMPLERS:
+        if self.timestep_sampler not in TIMESTEP_SAMPLERS:
             raise ValueError(
-                f"timestep_sampler must be one of {SAMPLERS}, got {self.timestep_sampler!r}"
+                f"timestep_sampler must be one of {TIMESTEP_SAMPLERS}, got "
+                f"{self.timestep_sampler!r}"
             )
         for name in (
             "diffusion_steps",
@@ -131,6 +134,12 @@ class TrainConfig:
 
     def build_process(self) -> ForwardProcess:
         return ForwardProcess(self.build_schedule(), get_noise(self.noise))
+
+    def build_timestep_sampler(self) -> TimestepSampler:
+        """The run's timestep sampler; importance sampling is over the run's steps."""
+        if self.timestep_sampler == "importance":
+            return get_sampler("importance", num_steps=self.diffusion_steps)
+        return get_sampler(self.timestep_sampler)
 
     def build_model(self, image_shape: tuple[int, int, int]) -> UNet:
         channels, height, width = image_shape

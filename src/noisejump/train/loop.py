@@ -4,7 +4,8 @@ One optimiser step on the global batch of B samples (B / W per rank):
 
     g      global sample indices step * B + position (data.py)
     x0     the images the data order assigns to g
-    t, w   timesteps and importance weights from keyed uniforms (timesteps.py)
+    t, w   timesteps and importance weights: the timestep sampler's keyed draws mapped to
+           steps (``noisejump.objective.sample_time``)
     x_t, e process.q_sample(x0, t, seed=seed, keys=(g, step)): the exact O(1) jump with
            counter-based noise keyed by sample and step (``noisejump.rng.training_keys``;
            Philox stream 0 for the noise, stream 1 for the timestep uniforms)
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from ..objective import TimestepSampler, keyed_uniform, loss_weights, target
+from ..objective import loss_weights, sample_time, target
 from ..rng import training_keys
 from . import checkpoint, data, distributed, faults, files, restore
 from .config import TrainConfig
@@ -97,7 +98,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
         model = config.build_model(tuple(images.shape[1:])).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    sampler = TimestepSampler(config.timestep_sampler, process.num_steps)
+    sampler = config.build_timestep_sampler()
     totals, start, saved = _Totals(), 0, None
     if restored is not None:
         saved, tensors, state = restored
@@ -131,10 +132,14 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             indices = data.global_indices(step, config.batch_size, world.rank, world.size)
             x0 = images[order.image_indices(indices)].to(device)
             keys = training_keys(indices, step)
-            t, w = sampler.sample(
-                keyed_uniform(config.seed, keys),
-                indices - step * config.batch_size,
-                config.batch_size,
+            t, w = sample_time(
+                process,
+                sampler,
+                len(keys),
+                seed=config.seed,
+                keys=keys,
+                positions=indices - step * config.batch_size,
+                global_batch=config.batch_size,
             )
             t = t.to(device)
             x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
@@ -162,7 +167,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             done = step + 1
             faults.in_step(done, world.rank)
             value, signum = _agree(loss.detach(), stop.signum, world)
-            if sampler.name == "importance":
+            if sampler.stateful:
                 sampler.update(
                     distributed.all_gather(t, world).cpu(),
                     distributed.all_gather(per_sample.detach(), world).cpu(),
