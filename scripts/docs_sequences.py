@@ -38,16 +38,17 @@ def _levels() -> bytes:
     import matplotlib.pyplot as plt
     import torch
 
+    import noisejump as nj
     from noisejump import sequences as sq
 
     keys, T = torch.arange(8), 1000
+    schedule = nj.get_schedule("linear", T)
+    ar, _ = sq.autoregressive_steps(schedule, 16, 60, seed=0, keys=keys)
     panels = {
-        "independent_steps": sq.independent_steps(16, T, seed=0, keys=keys)[0],
-        "context_steps (4 clean)": sq.context_steps(16, 4, T, seed=0, keys=keys)[0],
-        "block_steps (blocks of 4)": sq.block_steps(16, 4, T, seed=0, keys=keys)[0],
-        "autoregressive_steps (ar_step 60)": sq.autoregressive_steps(16, 60, T, seed=0, keys=keys)[
-            0
-        ],
+        "independent_steps": sq.independent_steps(schedule, 16, seed=0, keys=keys)[0],
+        "context_steps (4 clean)": sq.context_steps(schedule, 16, 4, seed=0, keys=keys)[0],
+        "block_steps (blocks of 4)": sq.block_steps(schedule, 16, 4, seed=0, keys=keys)[0],
+        "autoregressive_steps (ar_step 60)": ar,
     }
     figure, axes = plt.subplots(1, 4, figsize=(12, 2.6), sharey=True)
     cmap = plt.get_cmap("viridis").with_extremes(under="white")

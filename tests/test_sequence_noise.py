@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import noisejump as nj
+from noisejump import sequences
 from noisejump.continuous import EDM, VPSDE, FlowMatching
 from noisejump.loss import keyed_mse, keyed_x_t
 from noisejump.noise import Kronecker, available, get_noise
@@ -274,3 +275,59 @@ def test_verify_proves_the_frames_path_per_frame():
     )
     with pytest.raises(ValueError, match="per_frame needs a frame family"):
         nj.verify(nj.ForwardProcess(SCHEDULE, "pink"), 40, per_frame=True)
+
+
+def test_frames_path_draws_have_the_chain_correlation_and_the_shared_law_does_not():
+    """Seeded statistics of the keyed frames path: the correlation of frames at steps
+    (30, 300) is rho(30, 300) R_01 = exp(-|lambda_30 - lambda_300| / 2) 0.9 (the chain law),
+    within 4 standard errors (1 - r^2) / sqrt(n) (false-alarm rate below 1e-4). Negative
+    control: the shared law's draws, correlated by R_01 = 0.9 alone, are rejected."""
+    noise = get_noise("frames-progressive", rho=0.9)
+    n = 20000
+    x0 = torch.zeros(n, 3, 1)
+    t = torch.tensor([30, 300, -1]).reshape(1, 3, 1)
+    lam = SCHEDULE.log_snr
+    expected = torch.exp(-(lam[30] - lam[300]).abs() / 2).item() * 0.9
+    bound = 4 * (1 - expected**2) / n**0.5
+    keys = torch.arange(n)
+    for law, accepted in (("chain", True), ("shared", False)):
+        process = nj.ForwardProcess(SCHEDULE, noise, joint_law=law)
+        _, e = process.q_sample(x0, t, seed=9, keys=keys)
+        r = torch.corrcoef(e[:, :2, 0].T.double())[0, 1].item()
+        assert (abs(r - expected) < bound) == accepted, (law, r, expected)
+        assert not e[:, 2].any()  # the clean frame
+        assert abs(e[:, 0].std().item() - 1) < 4 / (2 * n) ** 0.5  # unit variance per frame
+
+
+def test_steps_below_minus_one_and_wrong_frame_counts_are_refused():
+    process = nj.ForwardProcess(SCHEDULE, get_noise("frames-progressive", rho=0.9))
+    x0 = torch.randn(2, 8, 3, 4, 4)
+    keys = torch.arange(2)
+    with pytest.raises(ValueError, match=r"t must be integers in \[-1, 999\], got values in"):
+        process.q_sample(x0, torch.full((2, 8, 1, 1, 1), -2), seed=0, keys=keys)
+    with pytest.raises(ValueError, match=r"t must be integers in \[-1, 999\]"):
+        keyed_mse(process, x0, torch.tensor([-2, 5]), seed=0, keys=keys)
+    with pytest.raises(ValueError, match=r"broadcast to its shape \(2, 8, 3, 4, 4\)"):
+        process.q_sample(x0, torch.full((2, 5, 1, 1, 1), 3), seed=0, keys=keys)
+    with pytest.raises(ValueError, match=r"or -1 for the data\), got -2.0"):
+        nj.ForwardProcess(VPSDE()).q_sample(x0, torch.full((2, 8, 1, 1, 1), -2.0, dtype=F64))
+
+
+@pytest.mark.parametrize("weighting", ["min_snr", "edm", "p2"])
+def test_a_weighting_at_each_frames_step_is_the_frame_weights(weighting):
+    """keyed_mse(weighting=w) at per-frame steps weights frame f by w at t_f, 0 where the
+    frame is clean: mean over elements of frame_weights * (output - target)^2, per sample
+    with reduction='none'."""
+    process = nj.ForwardProcess(SCHEDULE, get_noise("diagonal", variance=torch.rand(3, 1, 1)))
+    generator = torch.Generator().manual_seed(10)
+    x0 = torch.randn(2, 3, 4, 5, generator=generator)  # frames on event axis 0
+    steps = torch.tensor([[-1, 10, 700], [-1, -1, 999]])
+    t = sequences.frame_steps(steps, x0)
+    output = torch.randn(x0.shape, generator=generator)
+    keys = torch.arange(2)
+    kwargs = dict(seed=2, keys=keys, prediction="sample", x0=x0, weighting=weighting)
+    per_sample = keyed_mse(process, output, t, reduction="none", **kwargs)
+    weights = sequences.frame_weights(SCHEDULE, steps, weighting, prediction="sample")
+    squares = sequences.frame_steps(weights, x0) * (output - x0) ** 2
+    torch.testing.assert_close(per_sample, squares.mean((1, 2, 3)), rtol=1e-6, atol=0)
+    torch.testing.assert_close(keyed_mse(process, output, t, **kwargs), per_sample.mean())

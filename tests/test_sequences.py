@@ -8,8 +8,9 @@ import torch
 
 import noisejump as nj
 from noisejump import sequences as sq
+from noisejump.continuous import FlowMatching
 from noisejump.noise import get_noise
-from noisejump.objective.samplers import keyed_uniform
+from noisejump.objective import get_sampler, get_weighting, sample_time
 from noisejump.objective.weighting import min_snr_weight
 
 T = 1000
@@ -102,77 +103,136 @@ def test_bad_matrix_arguments_are_refused(call, match):
 
 
 GENERATORS = {
-    "independent": lambda keys, **kw: sq.independent_steps(6, T, keys=keys, **kw),
-    "context": lambda keys, **kw: sq.context_steps(6, 2, T, keys=keys, **kw),
-    "blocks": lambda keys, **kw: sq.block_steps(7, 3, T, keys=keys, context_blocks=1, **kw),
-    "autoregressive": lambda keys, **kw: sq.autoregressive_steps(6, 150, T, keys=keys, **kw),
+    "independent": lambda keys, **kw: sq.independent_steps(SCHEDULE, 6, keys=keys, **kw),
+    "context": lambda keys, **kw: sq.context_steps(SCHEDULE, 6, 2, keys=keys, **kw),
+    "blocks": lambda keys, **kw: sq.block_steps(SCHEDULE, 7, 3, keys=keys, context_blocks=1, **kw),
+    "autoregressive": lambda keys, **kw: sq.autoregressive_steps(SCHEDULE, 6, 150, keys=keys, **kw),
 }
 
 
+@pytest.mark.parametrize("sampler", [None, "logit_normal"])
 @pytest.mark.parametrize("name", GENERATORS)
-def test_levels_are_keyed_per_sample(name):
-    steps, weight = GENERATORS[name](KEYS, seed=11)
+def test_levels_are_keyed_per_sample(name, sampler):
+    steps, weight = GENERATORS[name](KEYS, seed=11, sampler=sampler)
     assert steps.dtype == torch.int64 and steps.shape == weight.shape and len(steps) == 5
     assert ((steps >= -1) & (steps < T)).all()
-    part, part_weight = GENERATORS[name](KEYS[[3, 1]], seed=11)
+    part, part_weight = GENERATORS[name](KEYS[[3, 1]], seed=11, sampler=sampler)
     assert torch.equal(part, steps[[3, 1]]) and torch.equal(part_weight, weight[[3, 1]])
-    other, _ = GENERATORS[name](KEYS, seed=12)  # negative control: another seed
+    other, _ = GENERATORS[name](KEYS, seed=12, sampler=sampler)  # negative control: a seed
     assert not torch.equal(other, steps)
 
 
 def test_generators_follow_their_structure():
     keys = torch.arange(400)
-    steps, _ = sq.independent_steps(4, T, seed=0, keys=keys)
-    # frame 0 is the per-sample sampler's draw; frames are independent of each other
-    assert torch.equal(steps[:, 0], (keyed_uniform(0, keys) * T).floor().long())
-    assert abs(torch.corrcoef(steps.T.double())[0, 1]) < 0.15
-    assert steps.double().mean().sub(T / 2).abs() < 4 * T / math.sqrt(12 * 1600)
-    context, weight = sq.context_steps(4, 1, T, seed=0, keys=keys)
+    steps, _ = sq.independent_steps(SCHEDULE, 4, seed=0, keys=keys)
+    # frame f is sample_time's keyed draw with frame f's seed: frame 0 the seed's own
+    uniform = get_sampler("uniform")
+    for f in (0, 3):
+        draw, _ = sample_time(SCHEDULE, uniform, 400, seed=sq.frame_seed(0, f), keys=keys)
+        assert torch.equal(steps[:, f], draw)
+    context, weight = sq.context_steps(SCHEDULE, 4, 1, seed=0, keys=keys)
     assert (context[:, 0] == -1).all() and (weight[:, 0] == 0).all()
     assert (context[:, 1:] == steps[:, :1]).all()  # one shared level: frame 0's draw
-    blocks, _ = sq.block_steps(8, 3, T, seed=0, keys=keys)
+    blocks, _ = sq.block_steps(SCHEDULE, 8, 3, seed=0, keys=keys)
     assert (blocks[:, :3] == blocks[:, :1]).all() and (blocks[:, 6:] == blocks[:, 6:7]).all()
     assert torch.equal(blocks[:, 0], steps[:, 0]) and torch.equal(blocks[:, 3], steps[:, 1])
-    ar, _ = sq.autoregressive_steps(5, 300, T, seed=0, keys=keys)
+    ar, _ = sq.autoregressive_steps(SCHEDULE, 5, 300, seed=0, keys=keys)
     assert torch.equal(ar, (steps[:, :1] + 300 * torch.arange(5)).clamp(max=T - 1))
 
 
+def test_independent_levels_are_uniform_and_independent_across_frames():
+    """Seeded statistics of 4000 x 4 levels: every frame uniform on the T steps
+    (Kolmogorov-Smirnov), frames uncorrelated; each at a false-alarm rate of 1e-3 (the
+    correlation bound 3.3 / sqrt(n)). Negative controls: the levels of a logit-normal
+    sampler fail the uniformity test; one level shared by all frames (context_steps)
+    fails the independence test."""
+    n, bound = 4000, 3.3 / math.sqrt(4000)
+    keys = torch.arange(n)
+    steps, weight = sq.independent_steps(SCHEDULE, 4, seed=5, keys=keys)
+    assert (weight == 1).all()
+
+    def ks_uniform(column):  # D_n against the uniform law of floor(u T): cdf (k + 1) / T
+        ordered = column.sort().values.double()
+        empirical = torch.arange(1, n + 1, dtype=torch.float64) / n
+        return (empirical - (ordered + 1) / T).abs().max().item()
+
+    critical = 1.95 / math.sqrt(n) + 1 / T  # KS at 1e-3, plus the steps' discreteness
+    assert all(ks_uniform(steps[:, f]) < critical for f in range(4))
+    correlation = torch.corrcoef(steps.T.double())
+    assert (correlation - torch.eye(4)).abs().max() < bound
+    peaked, _ = sq.independent_steps(SCHEDULE, 4, seed=5, keys=keys, sampler="logit_normal")
+    assert ks_uniform(peaked[:, 0]) > critical
+    shared, _ = sq.context_steps(SCHEDULE, 4, 0, seed=5, keys=keys)
+    assert torch.corrcoef(shared.T.double())[0, 1] > 1 - bound
+
+
 def test_continuous_levels_are_times_with_minus_one_clean():
-    steps, _ = sq.context_steps(3, 1, None, seed=2, keys=KEYS)
+    flow = nj.ForwardProcess(FlowMatching())
+    steps, _ = sq.context_steps(flow, 3, 1, seed=2, keys=KEYS)
+    draw, _ = sample_time(flow, flow.schedule.default_sampler(), 5, seed=2, keys=KEYS)
     assert steps.dtype == torch.float32 and (steps[:, 0] == -1.0).all()
-    assert ((steps[:, 1:] >= 0) & (steps[:, 1:] <= 1)).all()
-    ar, _ = sq.autoregressive_steps(4, 0.5, None, seed=2, keys=KEYS)
+    assert torch.equal(steps[:, 1], draw)  # the schedule's own default sampler
+    ar, _ = sq.autoregressive_steps(flow, 4, 0.5, seed=2, keys=KEYS)
     torch.testing.assert_close(ar[:, 1], (ar[:, 0] + 0.5).clamp(max=1))
-
-
-class HalfSampler:
-    """A keyed sampler of the objective's protocol: u in [0, 1/2), weight 2."""
-
-    def sample(self, n, *, seed, keys):
-        return keyed_uniform(seed, keys) / 2, torch.full((n,), 2.0)
+    x0 = torch.randn(5, 3, 2, 2)  # (B, F, H, W): the times lie along the frames
+    x_t, noise = flow.q_sample(x0, sq.frame_steps(steps, x0), seed=2, keys=KEYS)
+    assert torch.equal(x_t[:, 0], x0[:, 0]) and not noise[:, 0].any()
 
 
 def test_levels_are_drawn_by_the_sampler_given():
-    steps, weight = sq.independent_steps(5, T, seed=3, keys=KEYS, sampler=HalfSampler())
-    uniform, _ = sq.independent_steps(5, T, seed=3, keys=KEYS)
-    assert (steps < T // 2).all() and (weight == 2).all()
-    assert torch.equal(steps, (uniform.double() / 2).floor().long())  # the same keyed draws
+    sampler = get_sampler("uniform", t_max=0.5)
+    steps, weight = sq.independent_steps(SCHEDULE, 5, seed=3, keys=KEYS, sampler=sampler)
+    uniform, _ = sq.independent_steps(SCHEDULE, 5, seed=3, keys=KEYS)
+    assert (steps < T // 2).all() and (weight == 1).all()
+    assert not torch.equal(steps, uniform)
+    importance = get_sampler("importance", num_steps=T)
+    _, weight = sq.independent_steps(SCHEDULE, 2, seed=3, keys=KEYS, sampler=importance)
+    expected = sample_time(SCHEDULE, importance, 5, seed=sq.frame_seed(3, 1), keys=KEYS)[1]
+    assert torch.equal(weight[:, 1], expected)  # the sampler's own loss weights
 
 
 @pytest.mark.parametrize(
-    ("call", "match"),
+    ("call", "error", "match"),
     [
-        (lambda: sq.context_steps(4, 4, T, seed=0, keys=KEYS), r"context_frames must be in"),
-        (lambda: sq.independent_steps(0, T, seed=0, keys=KEYS), "num_frames must be an int"),
-        (lambda: sq.independent_steps(3, T, seed=-1, keys=KEYS), r"seed must be an int in"),
-        (lambda: sq.block_steps(6, 0, T, seed=0, keys=KEYS), "block_size must be an int"),
-        (lambda: sq.block_steps(6, 3, T, seed=0, keys=KEYS, context_blocks=2), "context_blocks"),
-        (lambda: sq.autoregressive_steps(4, -1, T, seed=0, keys=KEYS), "ar_step must be an int"),
-        (lambda: sq.autoregressive_steps(4, 2.0, None, seed=0, keys=KEYS), r"in \[0, 1\]"),
+        (lambda: sq.context_steps(SCHEDULE, 4, 4, seed=0, keys=KEYS), ValueError, "context_fr"),
+        (lambda: sq.independent_steps(SCHEDULE, 0, seed=0, keys=KEYS), ValueError, "num_frames"),
+        (lambda: sq.independent_steps(SCHEDULE, 3, seed=-1, keys=KEYS), ValueError, "seed must"),
+        (lambda: sq.block_steps(SCHEDULE, 6, 0, seed=0, keys=KEYS), ValueError, "block_size"),
+        (
+            lambda: sq.block_steps(SCHEDULE, 6, 3, seed=0, keys=KEYS, context_blocks=2),
+            ValueError,
+            r"context_blocks must be in \[0, 1\]",
+        ),
+        (
+            lambda: sq.autoregressive_steps(SCHEDULE, 4, -1, seed=0, keys=KEYS),
+            ValueError,
+            "ar_step must be an int >= 0, got -1",
+        ),
+        (
+            lambda: sq.autoregressive_steps(FlowMatching(), 4, -0.5, seed=0, keys=KEYS),
+            ValueError,
+            "ar_step must be a finite float",
+        ),
+        (
+            lambda: sq.independent_steps(SCHEDULE, 3, seed=0, keys=KEYS, sampler=3),
+            TypeError,
+            "samp",
+        ),
+        (
+            lambda: sq.independent_steps(SCHEDULE, 3, seed=0, keys=KEYS, sampler="nope"),
+            ValueError,
+            "unknown timestep sampler",
+        ),
+        (lambda: sq.independent_steps(1000, 3, seed=0, keys=KEYS), TypeError, "schedule must"),
+        (
+            lambda: sq.independent_steps(SCHEDULE, 3, seed=0, keys=torch.tensor([])),
+            ValueError,
+            "keys",
+        ),
     ],
 )
-def test_bad_generator_arguments_are_refused(call, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_generator_arguments_are_refused(call, error, match):
+    with pytest.raises(error, match=match):
         call()
 
 
@@ -180,7 +240,7 @@ def test_bad_generator_arguments_are_refused(call, match):
 
 
 def test_frame_steps_lay_steps_along_the_frame_axis():
-    steps, _ = sq.independent_steps(4, T, seed=0, keys=KEYS[:2])
+    steps, _ = sq.independent_steps(SCHEDULE, 4, seed=0, keys=KEYS[:2])
     clip = torch.zeros(2, 3, 4, 5, 5)  # (B, C, F, H, W): frames on event axis 1
     noise = get_noise("frames-progressive", rho=0.5, axis=1)
     laid = sq.frame_steps(steps, clip, noise=noise)
@@ -194,9 +254,17 @@ def test_frame_steps_lay_steps_along_the_frame_axis():
 
 
 def test_frame_weights_are_the_weighting_at_each_frame_and_zero_when_clean():
-    steps, _ = sq.context_steps(4, 1, T, seed=0, keys=KEYS)
-    weights = sq.frame_weights(SCHEDULE, steps, "min_snr", gamma=5.0, prediction="v")
+    steps, _ = sq.context_steps(SCHEDULE, 4, 1, seed=0, keys=KEYS)
+    weighting = get_weighting("min_snr", gamma=5.0)
+    weights = sq.frame_weights(SCHEDULE, steps, weighting, prediction="v")
     assert (weights[:, 0] == 0).all()
     snr = SCHEDULE.snr[steps[:, 1:]]
     expected = min_snr_weight(snr, 5.0, "v").float()
     torch.testing.assert_close(weights[:, 1:], expected, rtol=0, atol=0)
+    # EDM's weighting diverges at the data: clean frames still get 0, not an error
+    edm = sq.frame_weights(SCHEDULE, steps, "edm", prediction="sample")
+    assert (edm[:, 0] == 0).all() and torch.isfinite(edm).all() and (edm[:, 1:] > 0).all()
+    with pytest.raises(TypeError, match="weighting must be a Weighting"):
+        sq.frame_weights(SCHEDULE, steps, 5.0)
+    with pytest.raises(ValueError, match=r"steps must be .*-1"):
+        sq.frame_weights(SCHEDULE, steps - 1, weighting)

@@ -14,13 +14,12 @@ Training (keyed: the levels of sample b depend only on (seed, keys[b])), each (B
     autoregressive_steps   frame i noisier by i ar_step, clipped (SkyReels-V2's
                            diffusion forcing, arXiv 2504.13074)
 
-A level is a time u in [0, 1] drawn by a timestep sampler, mapped to step floor(u T)
-(clipped to T - 1). ``sampler``: any object with ``sample(n, *, seed, keys) -> (u,
-weight)``, keyed (draw b depends only on (seed, keys[b])), as the objective's samplers;
-None, the default, is the keyed uniform (``noisejump.objective.samplers.keyed_uniform``,
-weight 1). One draw per frame: frame f uses the seed ``frame_seed(seed, f)``, frame 0 the
-seed itself, so one level per sample is the sampler's own draw. With ``num_steps=None`` the
-levels are continuous times u (float32, -1.0 clean).
+Every level is one draw of a timestep sampler of ``noisejump.objective`` (``get_sampler``;
+None: the schedule's default, uniform u for a discrete schedule) made the schedule's time
+by ``sample_time``: int64 steps for a discrete schedule (u -> floor(u T)), float times for
+a continuous one. One draw per frame: frame f's levels are the keyed draws of the seed
+``frame_seed(seed, f)`` (frame 0: the seed itself, so one level per sample is
+``sample_time``'s own draw). Clean frames are -1 (-1.0 in continuous time).
 
 Sampling: ``scheduling_matrix(kind, F, S)`` gives rows of levels from the first sampling
 iteration to the last, S = pure noise and 0 = clean (module section "Scheduling
@@ -39,10 +38,11 @@ from typing import Any
 import torch
 
 from ._numpy import from_numpy
-from .checks import check_count
+from .checks import check_count, check_real
 from .noise import NoiseFamily
-from .objective.samplers import keyed_uniform
-from .objective.weighting import loss_weights
+from .objective.loss import weights_at
+from .objective.samplers import TimestepSampler, get_sampler, sample_time
+from .objective.weighting import Weighting, shared_weighting
 
 __all__ = [
     "KINDS",
@@ -73,68 +73,82 @@ def frame_seed(seed: int, frame: int) -> int:
 
 
 def _levels(
-    sampler: Any, seed: int, keys: torch.Tensor, count: int
+    schedule: Any, sampler: Any, seed: int, keys: torch.Tensor, count: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(u, weight), float64 and float32 (B, count): ``count`` keyed levels per sample, level
-    f drawn by ``sampler`` with ``frame_seed(seed, f)``, so sample b's levels depend on
-    (seed, keys[b]) only.
-
-    The sampler seam: every level is drawn here. None is the keyed uniform of
-    ``noisejump.objective.samplers`` (weight 1); the objective's samplers
-    (``get_sampler(name).sample(n, seed=, keys=) -> (t, weight)``) plug in as ``sampler``,
-    and becoming the default is the one line below."""
-    columns, weights = [], []
-    for f in range(count):
-        if sampler is None:
-            u = keyed_uniform(frame_seed(seed, f), keys)
-            weight = torch.ones(len(keys), dtype=torch.float32)
-        else:
-            u, weight = sampler.sample(len(keys), seed=frame_seed(seed, f), keys=keys)
-        columns.append(torch.as_tensor(u).to(torch.float64).reshape(len(keys)))
-        weights.append(torch.as_tensor(weight).to(torch.float32).reshape(len(keys)))
-    u = torch.stack(columns, dim=1)
-    if not bool(((u >= 0) & (u <= 1)).all()):
-        raise ValueError(f"sampler {sampler!r} drew times outside [0, 1]: a level is a time u")
-    return u, torch.stack(weights, dim=1)
+    """(levels, weight) (B, count): level f of every sample is ``sample_time``'s keyed
+    draw with ``frame_seed(seed, f)`` (module docstring), int64 steps or float32 times;
+    weight float32 (1 but for importance sampling)."""
+    schedule = getattr(schedule, "schedule", schedule)  # a ForwardProcess's schedule
+    if not hasattr(schedule, "time_of"):
+        raise TypeError(
+            f"schedule must be a schedule or a ForwardProcess, got {type(schedule).__name__}"
+        )
+    chosen = _sampler(schedule, sampler)
+    draws = [
+        sample_time(schedule, chosen, len(keys), seed=frame_seed(seed, f), keys=keys)
+        for f in range(count)
+    ]
+    levels = torch.stack([t.reshape(len(keys)) for t, _ in draws], dim=1)
+    return levels, torch.stack([w.reshape(len(keys)) for _, w in draws], dim=1)
 
 
-def _to_steps(u: torch.Tensor, num_steps: int | None) -> torch.Tensor:
-    """floor(u T) as int64 in [0, T - 1]; continuous time (T None): u as float32."""
-    if num_steps is None:
-        return u.to(torch.float32)
-    return (u * num_steps).floor().to(torch.int64).clamp(0, num_steps - 1)
+def _sampler(schedule: Any, sampler: Any) -> TimestepSampler:
+    """The sampler to draw with: a TimestepSampler, a name of ``get_sampler`` (built with
+    its defaults), or None for the schedule's default (uniform u without one)."""
+    if sampler is None:
+        default = getattr(schedule, "default_sampler", None)
+        return default() if default is not None else get_sampler("uniform")
+    if isinstance(sampler, str):
+        return get_sampler(sampler)
+    if not isinstance(sampler, TimestepSampler):
+        raise TypeError(
+            f"sampler must be a TimestepSampler (get_sampler), a sampler name or None, got "
+            f"{sampler!r:.80}"
+        )
+    return sampler
+
+
+def _clean(levels: torch.Tensor) -> float | int:
+    """The clean marker of levels' kind: -1 (steps) or -1.0 (continuous times)."""
+    return -1.0 if levels.dtype.is_floating_point else -1
 
 
 def independent_steps(
+    schedule: Any,
     num_frames: int,
-    num_steps: int | None,
     *,
     seed: int,
     keys: torch.Tensor,
     sampler: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every frame its own level, independently: diffusion forcing's training noise
-    (Chen et al. 2024, arXiv 2407.01392, Algorithm 1). Returns (steps (B, F), weight
-    (B, F) float32), steps int64 in [0, T - 1] (float32 times in [0, 1) for ``num_steps``
-    None)."""
+    (Chen et al. 2024, arXiv 2407.01392, Algorithm 1).
+
+    Args:
+        schedule: a schedule (discrete or continuous) or a ForwardProcess.
+        num_frames: F, an int >= 1.
+        seed, keys: keyed draws: an int seed, one key per sample ((B,) or (B, 2)).
+        sampler: a ``TimestepSampler``, a sampler name, or None (the schedule's default).
+    Returns:
+        (steps (B, F): int64 in [0, T - 1], or float32 times; weight (B, F) float32).
+    """
     frames, keys = _count(num_frames, "num_frames"), _keys(keys)
-    num_steps = _num_steps(num_steps)
-    u, weight = _levels(sampler, _seed(seed), keys, frames)
-    return _to_steps(u, num_steps), weight
+    return _levels(schedule, sampler, _seed(seed), keys, frames)
 
 
 def context_steps(
+    schedule: Any,
     num_frames: int,
     context_frames: int,
-    num_steps: int | None,
     *,
     seed: int,
     keys: torch.Tensor,
     sampler: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One level per sample for every frame but the first ``context_frames``, which are
-    clean (-1): continuation from a clean history, image-to-video with 1 context frame.
-    The weight is 0 at clean frames (they add nothing to a loss)."""
+    clean (-1; -1.0 in continuous time): continuation from a clean history,
+    image-to-video with 1 context frame. The weight is 0 at clean frames (they add
+    nothing to a loss). Arguments as ``independent_steps``'s."""
     frames, keys = _count(num_frames, "num_frames"), _keys(keys)
     context = _count(context_frames, "context_frames", low=0)
     if context >= frames:
@@ -142,19 +156,18 @@ def context_steps(
             f"context_frames must be in [0, num_frames - 1] = [0, {frames - 1}] (at least one "
             f"noisy frame), got {context}"
         )
-    num_steps = _num_steps(num_steps)
-    u, weight = _levels(sampler, _seed(seed), keys, 1)
-    steps = _to_steps(u, num_steps).expand(len(keys), frames).clone()
+    levels, weight = _levels(schedule, sampler, _seed(seed), keys, 1)
+    steps = levels.expand(len(keys), frames).clone()
     weight = weight.expand(len(keys), frames).clone()
-    steps[:, :context] = -1
+    steps[:, :context] = _clean(steps)
     weight[:, :context] = 0.0
     return steps, weight
 
 
 def block_steps(
+    schedule: Any,
     num_tokens: int,
     block_size: int,
-    num_steps: int | None,
     *,
     seed: int,
     keys: torch.Tensor,
@@ -163,7 +176,8 @@ def block_steps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One level per block of ``block_size`` consecutive tokens (the last block may be
     shorter), blocks independent: causal block diffusion's training noise. The first
-    ``context_blocks`` blocks are clean (-1, weight 0). Returns (B, num_tokens) tensors."""
+    ``context_blocks`` blocks are clean (-1, weight 0). Returns (B, num_tokens) tensors;
+    block j's level is frame j's of ``independent_steps``."""
     tokens, keys = _count(num_tokens, "num_tokens"), _keys(keys)
     size = _count(block_size, "block_size")
     blocks = -(-tokens // size)
@@ -173,45 +187,41 @@ def block_steps(
             f"context_blocks must be in [0, {blocks - 1}] ({blocks} blocks of {size} in "
             f"{tokens} tokens; at least one noisy block), got {context}"
         )
-    num_steps = _num_steps(num_steps)
-    u, weight = _levels(sampler, _seed(seed), keys, blocks)
-    steps = _to_steps(u, num_steps)
-    steps[:, :context] = -1
+    steps, weight = _levels(schedule, sampler, _seed(seed), keys, blocks)
+    steps[:, :context] = _clean(steps)
     weight[:, :context] = 0.0
     spread = lambda v: v.repeat_interleave(size, dim=1)[:, :tokens]  # noqa: E731
     return spread(steps), spread(weight)
 
 
 def autoregressive_steps(
+    schedule: Any,
     num_frames: int,
     ar_step: float,
-    num_steps: int | None,
     *,
     seed: int,
     keys: torch.Tensor,
     sampler: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frame i noisier than frame 0 by i ar_step, clipped to the last step: t_i =
+    """Frame i noisier than frame 0 by i ar_step, clipped to the noisiest time: t_i =
     min(t_0 + i ar_step, T - 1) with t_0 one level per sample (SkyReels-V2's diffusion
     forcing, Chen et al. 2025, arXiv 2504.13074, section 3.4: a non-decreasing schedule
-    across frames). ``ar_step`` is an int >= 0 of steps (a float >= 0 of time, at most 1,
-    for ``num_steps`` None)."""
+    across frames). ``ar_step``: an int >= 0 of steps for a discrete schedule; for a
+    continuous one a finite float >= 0 of its time, t_i clipped to its ``t_max``."""
     frames, keys = _count(num_frames, "num_frames"), _keys(keys)
-    num_steps = _num_steps(num_steps)
-    ar_step = from_numpy(ar_step)
-    if num_steps is not None:
-        ar_step = _count(ar_step, "ar_step", low=0)
-    elif (
-        isinstance(ar_step, bool) or not isinstance(ar_step, (int, float)) or not 0 <= ar_step <= 1
-    ):
-        raise ValueError(f"ar_step must be a time in [0, 1] for continuous time, got {ar_step!r}")
-    u, weight = _levels(sampler, _seed(seed), keys, 1)
-    first = _to_steps(u, num_steps)
-    offsets = torch.arange(frames, dtype=torch.float64) * ar_step
-    if num_steps is None:
-        steps = (first.to(torch.float64) + offsets).clamp(max=1.0).to(torch.float32)
+    base = getattr(schedule, "schedule", schedule)
+    continuous = getattr(base, "is_continuous", False)
+    if continuous:
+        offset = check_real(from_numpy(ar_step), "ar_step", low=0.0)
     else:
-        steps = (first + offsets.to(torch.int64)).clamp(max=num_steps - 1)
+        offset = _count(ar_step, "ar_step", low=0)
+    first, weight = _levels(schedule, sampler, _seed(seed), keys, 1)
+    if continuous:
+        offsets = torch.arange(frames, dtype=torch.float64) * offset
+        steps = (first.to(torch.float64) + offsets).clamp(max=base.t_max).to(first.dtype)
+    else:
+        offsets = torch.arange(frames, dtype=torch.int64) * offset
+        steps = (first + offsets).clamp(max=base.num_steps - 1)
     return steps, weight.expand(len(keys), frames).clone()
 
 
@@ -318,22 +328,29 @@ def frame_steps(
 def frame_weights(
     schedule: Any,
     steps: torch.Tensor,
-    weighting: str = "min_snr",
+    weighting: Weighting | str = "min_snr",
     *,
-    gamma: float = 5.0,
     prediction: str = "epsilon",
 ) -> torch.Tensor:
-    """A loss weighting (``noisejump.objective.weighting``) at each frame's step, float32
-    of steps' shape (e.g. (B, F)); 0 at clean frames (step -1), where a weighting of the
-    SNR would read +inf. Lay it out with ``frame_steps`` for ``keyed_mse(weights=...)``."""
+    """A loss weighting (``noisejump.objective.weighting``: a ``Weighting`` or a name of
+    ``weighting_names()`` built with its defaults) at each frame's step or time, float32 of
+    steps' shape (e.g. (B, F)); 0 at clean frames (-1), where a weighting of the SNR would
+    read +inf. ``keyed_mse(weighting=...)`` does the same at per-frame steps; this gives
+    the weights themselves (to log them, or to combine them with others as
+    ``keyed_mse(weights=frame_steps(w, clips))``)."""
     steps = from_numpy(steps)
-    if not isinstance(steps, torch.Tensor) or steps.dtype.is_floating_point:
-        raise TypeError("steps must be an integer tensor of discrete steps (-1 clean)")
-    if steps.numel() and int(steps.min()) < -1:
-        raise ValueError(f"steps must be >= -1 (-1 is clean), got {int(steps.min())}")
-    clean = steps == -1
-    weights = loss_weights(schedule, steps.clamp(min=0), weighting, gamma, prediction)
-    return torch.where(clean.cpu(), torch.zeros_like(weights), weights).to(steps.device)
+    if not isinstance(steps, torch.Tensor):
+        raise TypeError(f"steps must be a tensor of steps or times, got {type(steps).__name__}")
+    if isinstance(weighting, str):
+        weighting = shared_weighting(weighting)
+    if not isinstance(weighting, Weighting):
+        raise TypeError(
+            f"weighting must be a Weighting or a name of weighting_names(), got {weighting!r:.80}"
+        )
+    base = getattr(schedule, "schedule", schedule)
+    like = torch.zeros((), device=steps.device).expand(steps.shape)
+    checked = base.steps(steps, like, name="steps", lowest=-1)
+    return weights_at(weighting, base, checked, prediction)
 
 
 # ---- checks ------------------------------------------------------------------------------------
@@ -341,10 +358,6 @@ def frame_weights(
 
 def _count(value: Any, name: str, low: int = 1) -> int:
     return check_count(from_numpy(value), name, low)
-
-
-def _num_steps(num_steps: Any) -> int | None:
-    return None if num_steps is None else _count(num_steps, "num_steps")
 
 
 def _seed(seed: Any) -> int:

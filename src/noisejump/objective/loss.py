@@ -50,7 +50,7 @@ from .weighting import LearnedUncertainty, Weighting, check_gamma, shared_weight
 if TYPE_CHECKING:
     from ..processes import ForwardProcess
 
-__all__ = ["keyed_mse", "keyed_x_t", "min_snr_weights", "LOSS_PREDICTIONS"]
+__all__ = ["keyed_mse", "keyed_x_t", "min_snr_weights", "weights_at", "LOSS_PREDICTIONS"]
 
 #: The targets ``keyed_mse`` takes: all of them (flow_velocity on flow matching only).
 LOSS_PREDICTIONS = PREDICTIONS
@@ -427,15 +427,26 @@ def _weights(
         weight = weights.to(device, torch.float32)
     if weight.dim() == 1:
         weight = weight.reshape((batch,) + (1,) * (steps.dim() - 1))
-    clean = steps == -1
-    any_clean = not host_readable(clean) or bool(clean.any())
     if weighting is not None:
-        schedule = process.schedule
-        noisy = torch.where(clean, _noisy_stand_in(schedule), steps) if any_clean else steps
-        weight = weight * weighting.weights(schedule, noisy, prediction, validate=process.validate)
-    if any_clean:
+        return weight * weights_at(weighting, process.schedule, steps, prediction, process.validate)
+    clean = steps == -1
+    if not host_readable(clean) or bool(clean.any()):
         weight = torch.where(clean, torch.zeros_like(weight), weight)
     return weight
+
+
+def weights_at(
+    weighting: Weighting, schedule: Any, steps: torch.Tensor, prediction: str, validate: bool = True
+) -> torch.Tensor:
+    """``weighting.weights`` at validated steps or times of any shape, 0 at clean elements
+    (-1: the data, lambda = +inf, where some weightings diverge): float32, steps' shape.
+    A clean element is weighted at a noisy stand-in, then set to 0."""
+    clean = steps == -1
+    if host_readable(clean) and not bool(clean.any()):
+        return weighting.weights(schedule, steps, prediction, validate=validate)
+    noisy = torch.where(clean, _noisy_stand_in(schedule), steps)
+    weight = weighting.weights(schedule, noisy, prediction, validate=validate)
+    return torch.where(clean, torch.zeros_like(weight), weight)
 
 
 def _noisy_stand_in(schedule: Any) -> float:
