@@ -214,7 +214,7 @@ def _frame_mix(
     view = (g.shape[0], -1) + (1,) * (w.dim() - 2)
     e = g[:, :, 0].reshape(view) * w[:, :1]
     for k in range(1, frames):  # column k of G into frames k .. F-1: a fixed order
-        e[:, k:] += g[:, k:, k].reshape(view) * w[:, k : k + 1]
+        e[:, k:].addcmul_(g[:, k:, k].reshape(view), w[:, k : k + 1])  # in place: no temporary
     return e
 
 
