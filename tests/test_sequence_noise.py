@@ -17,6 +17,7 @@ from noisejump.continuous import EDM, VPSDE, FlowMatching
 from noisejump.loss import keyed_mse, keyed_x_t
 from noisejump.noise import Kronecker, available, get_noise
 from noisejump.noise.examples import EXAMPLES
+from noisejump.objective import InputPerturbation
 from noisejump.verify import _linear_moments
 
 F64 = torch.float64
@@ -66,6 +67,8 @@ def test_clean_elements_on_the_forced_chain_and_the_other_entry_points(noise):
     x_t = keyed_x_t(process, x0, t, seed=2, keys=torch.arange(2))
     assert torch.equal(x_t[clean], x0[clean])
     assert torch.equal(x_t, process.q_sample(x0, t, seed=2, keys=torch.arange(2))[0])
+    y_t, target = InputPerturbation(0.1).q_sample(process, x0, t, seed=2, keys=torch.arange(2))
+    assert torch.equal(y_t[clean], x0[clean]) and not target[clean].any()
     if noise == "isotropic":  # q_sample_from with per-element steps: diagonal noise
         x_t, e = process.q_sample_from(
             x0, torch.where(clean, -1, 0), t, seed=2, keys=torch.arange(2)
