@@ -34,7 +34,7 @@ def test_bench_table(capsys):
 
 def test_bench_rejects_a_step_out_of_range(capsys):
     assert main(["bench", "--batch", "2", "--shape", "4", "--steps", "1000"]) == 2
-    assert "t must be integers in [0, 999], got 1000" in capsys.readouterr().err
+    assert "t must be integers in [-1, 999], got 1000" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

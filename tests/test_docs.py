@@ -15,6 +15,7 @@ PAGES = [
     "docs/keyed-noise.md",
     "docs/samplers.md",
     "docs/weightings.md",
+    "docs/diffusion-forcing.md",
     "README.md",
 ]
 
@@ -52,6 +53,7 @@ MATH_PAGES = [
     "keyed-noise",
     "samplers",
     "weightings",
+    "diffusion-forcing",
 ]
 
 

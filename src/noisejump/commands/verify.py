@@ -30,6 +30,7 @@ def add_parser(subparsers) -> None:
         ),
         epilog="examples:\n  noisejump verify --list\n  noisejump verify --noise pink\n"
         "  noisejump verify --noise offset --per-element\n"
+        "  noisejump verify --noise frames-progressive --per-frame\n"
         "  noisejump verify --noise rbf --process mixture\n"
         "  noisejump verify --process blurring",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,6 +55,12 @@ def add_parser(subparsers) -> None:
         "--per-element",
         action="store_true",
         help="one seeded step in [0, t] per element (forward process only)",
+    )
+    p.add_argument(
+        "--per-frame",
+        action="store_true",
+        help="one seeded step in [0, t] per frame of a frame family (frames-mixed, "
+        "frames-progressive, kronecker; forward process only)",
     )
     p.add_argument("--n", type=positive_int, default=200, help="samples per path (default: 200)")
     p.add_argument("--schedule", choices=schedule_names(), default="linear")
@@ -94,6 +101,7 @@ def run(args) -> int:
         stat_shape=example.stat,
         n=args.n,
         per_element=args.per_element,
+        per_frame=args.per_frame,
         alpha=args.alpha,
         seed=args.seed,
     )
