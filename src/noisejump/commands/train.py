@@ -6,7 +6,26 @@ import argparse
 import json
 import sys
 
-from ._types import device, non_negative_int, positive_float, positive_int, seed
+from ._types import (
+    MAX_BLOCKS,
+    MAX_CHANNEL_MULT,
+    MAX_CHANNELS,
+    MAX_DIFFUSION_STEPS,
+    MAX_IMAGE_SIDE,
+    MAX_SAMPLES,
+    blocks,
+    channel_mult,
+    channels,
+    device,
+    diffusion_steps,
+    image_side,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    samples,
+    samples_or_none,
+    seed,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -14,6 +33,7 @@ def add_parser(subparsers) -> None:
     from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS
     from ..schedules import schedule_names
     from ..train.config import TrainConfig
+    from ..train.data import PHOTO_MAX_SIZE
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -59,16 +79,18 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--image-size",
-        type=positive_int,
+        type=image_side,
         default=d.image_size,
-        help="side of photos and folder images (default: 32; digits are 8)",
+        help=f"side of photos and folder images, at most {MAX_IMAGE_SIDE} (photos: "
+        f"{PHOTO_MAX_SIZE}) (default: 32; digits are 8)",
     )
     p.add_argument("--schedule", choices=schedule_names(), default=d.schedule)
     p.add_argument(
         "--diffusion-steps",
-        type=positive_int,
+        type=diffusion_steps,
         default=d.diffusion_steps,
-        help=f"T, steps of the forward process (default: {d.diffusion_steps})",
+        help=f"T, steps of the forward process, at most {MAX_DIFFUSION_STEPS} "
+        f"(default: {d.diffusion_steps})",
     )
     p.add_argument(
         "--zero-terminal-snr",
@@ -108,27 +130,27 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--channels",
-        type=positive_int,
+        type=channels,
         default=d.channels,
-        help=f"U-Net width of the first level (default: {d.channels})",
+        help=f"U-Net width of the first level, at most {MAX_CHANNELS} (default: {d.channels})",
     )
     p.add_argument(
         "--channel-mult",
-        type=positive_int,
+        type=channel_mult,
         nargs="+",
         default=list(d.channel_mult),
         metavar="M",
-        help="width multiplier per level (default: 1 2)",
+        help=f"width multiplier per level, each at most {MAX_CHANNEL_MULT} (default: 1 2)",
     )
     p.add_argument(
         "--num-blocks",
-        type=positive_int,
+        type=blocks,
         default=d.num_blocks,
-        help=f"residual blocks per level (default: {d.num_blocks})",
+        help=f"residual blocks per level, at most {MAX_BLOCKS} (default: {d.num_blocks})",
     )
     p.add_argument(
         "--attention-resolutions",
-        type=positive_int,
+        type=image_side,
         nargs="*",
         default=None,
         metavar="R",
@@ -139,9 +161,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=samples,
         default=d.batch_size,
-        help=f"global batch, all processes together (default: {d.batch_size})",
+        help=f"global batch, all processes together, at most {MAX_SAMPLES} "
+        f"(default: {d.batch_size})",
     )
     p.add_argument(
         "--lr", type=positive_float, default=d.lr, help=f"AdamW learning rate (default: {d.lr})"
@@ -196,9 +219,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--final-samples",
-        type=non_negative_int,
+        type=samples_or_none,
         default=d.final_samples,
-        help=f"DDIM samples in samples.png at the end, 0 for none (default: {d.final_samples})",
+        help=f"DDIM samples in samples.png at the end, 0 for none, at most {MAX_SAMPLES} "
+        f"(default: {d.final_samples})",
     )
     p.add_argument(
         "--threads",

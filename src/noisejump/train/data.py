@@ -4,7 +4,8 @@ Data sets (``load_images(spec)``), every image scaled to [-1, 1], shape (N, C, H
 
     digits        scikit-learn's bundled 8x8 handwritten digits (1797), 1 channel; the
                   training split of a fixed split (``digits_split``)
-    photos        random crops of scikit-learn's two bundled sample photos, 3 channels
+    photos        random crops of scikit-learn's two bundled sample photos, 3 channels;
+                  ``image_size`` at most ``PHOTO_MAX_SIZE``
     folder:PATH   every PNG/JPEG in PATH (not its subfolders), EXIF orientation applied,
                   transparent pixels composited on white (``ALPHA_BACKGROUND``), 16-bit
                   grayscale PNGs scaled by 65535 (8-bit images by 255), resized (shorter
@@ -36,6 +37,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DIGITS_SPLIT_SEED = 0
 DIGITS_HELD_OUT = 297
 PHOTO_CROPS = 2048
+#: The largest side of a photo crop: crops span 2 to 4 x size pixels of photos 427 pixels
+#: high (china.jpg and flower.jpg are 427 x 640), so size <= 427 // 4.
+PHOTO_MAX_SIZE = 106
 #: The colour transparent pixels of folder images are composited on (white).
 ALPHA_BACKGROUND = (255, 255, 255)
 #: Pillow's modes for one 16-bit channel (PNG grayscale of bit depth 16).
@@ -79,6 +83,12 @@ def _photo_crops(size: int) -> torch.Tensor:
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
+    if size > PHOTO_MAX_SIZE:
+        raise ValueError(
+            f"image_size for photos must be at most {PHOTO_MAX_SIZE} (crops of 2 to 4 x size "
+            f"pixels of 427-pixel-high photos), got {size}; use --data folder:PATH for larger "
+            "images"
+        )
     photos = load_sample_images().images
     rng = np.random.default_rng(0)
     crops = []
