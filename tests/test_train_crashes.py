@@ -301,3 +301,20 @@ def test_a_checkpoint_from_before_checksums_is_read_with_a_warning(tmp_path, who
     summary = train(CONFIG, run, resume=True, progress=False)
     assert summary["resumed_from"] == 4 and losses(run) == whole
     assert "written before checksums: not verified" in capsys.readouterr().err
+
+
+def test_resume_alone_continues_with_every_option_the_run_saved(tmp_path, whole, capsys):
+    """``--resume`` without --steps or any other option: the saved run's values (it was
+    the defaults: a refusal listing a dozen changed options)."""
+    run, log = tmp_path / "run", tmp_path / "stderr.txt"
+    args = ["train", str(run), "--quiet", *cli_args(CONFIG), "--keep-checkpoints", "1"]
+    assert in_child(lambda: main(args), env={faults.SIGNAL_ENV: "SIGINT@6"}, stderr=log) == 130
+    assert main(["train", str(run), "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from"] == 6 and summary["steps"] == 8
+    assert losses(run) == whole
+    assert [p.name for p in checkpoint.complete_checkpoints(run)] == ["step-00000008"]
+    # Once finished, --resume alone has nothing to do, and says which option would.
+    capsys.readouterr()
+    assert main(["train", str(run), "--resume", "--quiet"]) == 2
+    assert "pass --steps above 8 to train further" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 
 from ._types import (
     MAX_BLOCKS,
@@ -45,7 +46,8 @@ def add_parser(subparsers) -> None:
             "so a resumed run and a run on any number of processes (torchrun, DDP) see the "
             "same draws. Rank 0 writes checkpoints (safetensors + JSON, atomic) every "
             "--checkpoint-every steps, then losses.json, loss.png, samples.png and "
-            "summary.json."
+            "summary.json. The defaults below are those of a new run: with --resume, every "
+            "option not given keeps the run's saved value (--device included)."
         ),
         epilog=(
             "examples:\n"
@@ -64,7 +66,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in RUN_DIR from its newest intact checkpoint",
+        help="continue the run in RUN_DIR from its newest intact checkpoint; options not "
+        "given keep the run's saved values (--steps too: give a larger one to train further)",
     )
     p.add_argument(
         "--allow-changed-data",
@@ -232,7 +235,35 @@ def add_parser(subparsers) -> None:
         "machine 1 can be many times faster than 2)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(run=run)
+    # An option of the run's config that is not given stays UNSET, so that --resume can
+    # tell it from one given with its default value (_fill_unset).
+    p.set_defaults(run=run, **dict.fromkeys((f.name for f in fields(TrainConfig)), UNSET))
+
+
+#: The value of a config option not given on the command line.
+UNSET = object()
+
+
+def _fill_unset(args) -> None:
+    """Give each config option not on the command line its value: with ``--resume``, the
+    one the run saved in its newest checkpoint (``restore.saved_config``); otherwise (or
+    without a readable checkpoint, which ``train`` then reports) ``TrainConfig``'s."""
+    from ..train.config import TrainConfig
+    from ..train.restore import saved_config
+
+    saved = saved_config(args.run_dir) if args.resume else None
+    values = (TrainConfig() if saved is None else TrainConfig.from_json(saved)).to_json()
+    if saved is not None and args.device is UNSET:  # checked as a given --device is
+        try:
+            values["device"] = device(values["device"])
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(
+                f"--resume: the run trained on {values['device']}, but {error}; pass --device "
+                "to choose where it continues"
+            ) from None
+    for name, value in values.items():
+        if getattr(args, name, None) is UNSET:
+            setattr(args, name, value)
 
 
 def run(args) -> int:
@@ -244,6 +275,7 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    _fill_unset(args)
     config = TrainConfig(
         data=args.data,
         image_size=args.image_size,

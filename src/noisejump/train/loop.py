@@ -19,6 +19,7 @@ the uninterrupted run (same losses on CPU).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ def train(
     ``allow_changed_data``.
     """
     config.validate()
+    # The data folder as the run stores and compares it: resolved (one folder, one name).
+    config = dataclasses.replace(config, data=data.canonical(config.data))
     run_dir = Path(run_dir)
     device = torch.device(config.device)
     world = distributed.setup(device)
@@ -89,8 +92,12 @@ class _Totals:
 
 def _train(config, run_dir, resume, progress, allow_changed_data, world, device, stop) -> dict:
     restored = restore.resume_point(run_dir, world) if resume else None
-    images = data.load_images(config.data, config.image_size)
     fingerprint = data.fingerprint(config.data)
+    if restored is not None:  # the config this session trains with (bf16 may be the saved)
+        config = restore.check_resume(
+            restored[2], config, restored[0], fingerprint, allow_changed_data
+        )
+    images = data.load_images(config.data, config.image_size)
     process = config.build_process()
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG stays untouched
         torch.manual_seed(config.seed)  # the initial weights; every other draw is keyed
@@ -101,7 +108,6 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
     totals, start, saved = _Totals(), 0, None
     if restored is not None:
         saved, tensors, state = restored
-        restore.check_resume(state, config, saved, fingerprint, allow_changed_data)
         restore.load_training_state(model, ema, optimizer, sampler, tensors, state, saved)
         start = state["step"]
         totals = _Totals(
