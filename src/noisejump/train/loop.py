@@ -196,22 +196,27 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
                 distributed.barrier(world)
                 saved = checkpoint.step_dir(run_dir, done)  # every rank names it
             if signum:  # a checkpoint of step ``done`` was written just above
-                raise Interrupted(signum, done, checkpoint.step_dir(run_dir, done), run_dir)
+                last = done == config.steps
+                raise Interrupted(signum, done, checkpoint.step_dir(run_dir, done), run_dir, last)
     finally:
         meter.close()
-    totals.train_seconds = seconds_before + time.perf_counter() - started
-    summary = {
-        "status": "finished",
-        "steps": config.steps,
-        "resumed_from": start if restored is not None else None,
-        **_rates(totals, config.batch_size),
-        "divergence": watch.summary(),
-        "processes": world.size,
-        "device": str(device),
-    }
-    if world.is_main:
-        summary.update(_finish(run_dir, config, process, ema, images.shape, totals.losses, device))
-        _write_json(run_dir / "summary.json", summary)
+    # The last step's checkpoint is written: a signal now stops at once; --resume finishes.
+    last = checkpoint.step_dir(run_dir, config.steps)
+    with stop.at_once(lambda signum: Interrupted(signum, config.steps, last, run_dir, True)):
+        totals.train_seconds = seconds_before + time.perf_counter() - started
+        summary = {
+            "status": "finished",
+            "steps": config.steps,
+            "resumed_from": start if restored is not None else None,
+            **_rates(totals, config.batch_size),
+            "divergence": watch.summary(),
+            "processes": world.size,
+            "device": str(device),
+        }
+        if world.is_main:
+            finish = _finish(run_dir, config, process, ema, images.shape, totals.losses, device)
+            summary.update(finish)
+            _write_json(run_dir / "summary.json", summary)
     return summary
 
 
