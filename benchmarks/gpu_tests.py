@@ -107,17 +107,22 @@ def test_custom_op_in_a_cuda_graph():
     assert torch.equal(static_noise, noise) and torch.equal(static_x_t, x_t)
 
 
-@pytest.mark.parametrize("v_target", [False, True])
-def test_cuda_loss_equals_cpu_reference(v_target):
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("target", ["epsilon", "v", "sample", "flow_velocity"])
+def test_cuda_loss_equals_cpu_reference(target, per_sample):
+    """Every target is the kernel's a e - b x0 ((a, b) = (signal, sigma) for v, (0, -1) for
+    the sample, (1, 1) for the flow velocity); per-sample sums as well as the total."""
     x0, _, keys, signal, sigma = _inputs((4, 3, 40, 40), torch.float32)
     pred = torch.randn_like(x0)
     weight = torch.tensor([0.5, 1.0, 1.5, 2.0]) / pred.numel()
     words = keys.T.contiguous()
-    v_x0 = x0 if v_target else None
-    arguments = (pred, v_x0, signal, sigma, None, weight, words, 77, 0, torch.float32)
-    loss_ref, grad_ref = keyed_mse_reference(*arguments)
+    one = torch.ones_like(signal)
+    a, b = {"sample": (0 * one, -one), "flow_velocity": (one, one)}.get(target, (signal, sigma))
+    target_x0 = None if target == "epsilon" else x0
+    arguments = (pred, target_x0, a, b, None, weight, words, 77, 0, torch.float32)
+    loss_ref, grad_ref = keyed_mse_reference(*arguments, per_sample=per_sample)
     on_gpu = [a.to(CUDA) if isinstance(a, torch.Tensor) else a for a in arguments]
-    loss, grad = keyed_mse_fused(*on_gpu)
+    loss, grad = keyed_mse_fused(*on_gpu, per_sample=per_sample)
     torch.testing.assert_close(loss.cpu(), loss_ref, rtol=1e-5, atol=0)
     torch.testing.assert_close(grad.cpu(), grad_ref, rtol=1e-4, atol=1e-9)
 

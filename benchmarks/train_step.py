@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from noisejump.objective import TimestepSampler, keyed_uniform
+from noisejump.objective import sample_time
 from noisejump.rng import training_keys
 from noisejump.train import data
 from noisejump.train.config import TrainConfig
@@ -44,16 +44,26 @@ def main() -> None:
     process = config.build_process()
     model = config.build_model(tuple(images.shape[1:]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    sampler = TimestepSampler(config.timestep_sampler, process.num_steps)
+    sampler = config.build_timestep_sampler()
     indices = data.global_indices(0, config.batch_size, 0, 1)
     x0 = images[indices % len(images)]
     keys = training_keys(indices, 0)
 
-    def keyed_jump():
-        t, _ = sampler.sample(keyed_uniform(config.seed, keys), indices, config.batch_size)
-        return process.q_sample(x0, t, seed=config.seed, keys=keys)
+    def timesteps():
+        return sample_time(
+            process,
+            sampler,
+            len(keys),
+            seed=config.seed,
+            keys=keys,
+            positions=indices,
+            global_batch=config.batch_size,
+        )[0]
 
-    t_fixed, _ = sampler.sample(keyed_uniform(config.seed, keys), indices, config.batch_size)
+    def keyed_jump():
+        return process.q_sample(x0, timesteps(), seed=config.seed, keys=keys)
+
+    t_fixed = timesteps()
 
     def chain():
         return process.q_sample_loop(x0, t_fixed)

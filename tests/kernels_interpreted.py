@@ -211,6 +211,31 @@ def test_loss_kernel_regenerates_the_noise_of_the_q_sample_kernel(
         assert ((grad.float() - grad_ref.float()).abs() <= bound).all()
 
 
+@pytest.mark.parametrize("target", ["sample", "flow_velocity"])
+def test_loss_kernel_serves_every_target_and_per_sample_sums(target):
+    """The kernel's v branch is the general target a e - b x0: the sample (a = 0, b = -1)
+    and the flow velocity (a = b = 1) with no kernel of their own; per-sample sums too."""
+    generator = torch.Generator().manual_seed(2)
+    pred, x0 = (torch.randn(3, 1030, generator=generator) for _ in range(2))
+    a = torch.zeros(3) if target == "sample" else torch.ones(3)
+    b = -torch.ones(3) if target == "sample" else torch.ones(3)
+    weight = torch.tensor([0.5, 1.0, 2.0]) / pred.numel()
+    words = torch.tensor([[4, 5, 6], [0, 0, 1]])
+    arguments = (pred, x0, a, b, None, weight, words, 123, 0, torch.float32)
+    _, noise = q_sample_keyed(torch.zeros(3, 1030), a, a, seed=123, keys=words.T)
+    goal = x0 if target == "sample" else noise - x0
+    for per_sample in (False, True):
+        loss, grad = keyed_mse_fused(*arguments, per_sample=per_sample)
+        squares = weight.reshape(-1, 1) * (pred - goal) ** 2
+        expected = squares.sum(1) if per_sample else squares.sum()
+        assert loss.shape == expected.shape
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=0)
+        with backend("torch"):
+            loss_ref, grad_ref = keyed_mse_reference(*arguments, per_sample=per_sample)
+        torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=0)
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-9)
+
+
 def test_backend_switch():
     assert get_backend() == "triton"
     with backend("torch"):

@@ -141,7 +141,9 @@ def test_a_real_broken_pipe_leaves_no_traceback(argv):
     assert result.stderr == ""
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "show", "bench", "verify"])
+@pytest.mark.parametrize(
+    "command", ["train", "objective", "sample", "evaluate", "show", "bench", "verify"]
+)
 def test_an_unknown_option_of_a_subcommand_points_to_its_own_help(capsys, tmp_path, command):
     positional = [str(tmp_path / "run")] if command in ("train", "sample", "evaluate") else []
     with pytest.raises(SystemExit) as exit_info:

@@ -314,7 +314,7 @@ def test_wrong_method_or_timesteps_for_the_scheduler():
     flow = DiffusersAdapter(diffusers.FlowMatchEulerDiscreteScheduler())
     with pytest.raises(TypeError, match="scale_noise"):
         flow.add_noise(x0, noise, torch.tensor([1, 2]))
-    with pytest.raises(ValueError, match=r"timestep must be in \[0, 1000\], got \[500.0, 1001.0\]"):
+    with pytest.raises(ValueError, match=r"timestep must be in \[0, 1000\], got 1001.0"):
         flow.scale_noise(x0, torch.tensor([500.0, 1001.0]), noise)
     vp = DiffusersAdapter(diffusers.DDPMScheduler())
     with pytest.raises(TypeError, match="add_noise"):
@@ -411,3 +411,14 @@ def test_sigma_view_chain_matches_its_closed_form():
     assert min(p) > 1e-3 / len(p), p
     short = process.q_sample_loop(x0, 40, generator=generator)
     assert min(stats.projection_pvalues(closed, short)) < 1e-3 / len(p)
+
+
+@pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "UniPCMultistepScheduler"])
+def test_flow_sigmas_of_a_vp_scheduler_are_refused(name):
+    """use_flow_sigmas=True makes add_noise (1 - sigma) x0 + sigma e: not the betas' process
+    (the adapter gave a VP linear schedule, 162 away from the scheduler's own add_noise)."""
+    scheduler = getattr(diffusers, name)(
+        use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0
+    )
+    with pytest.raises(ValueError, match="use_flow_sigmas=True is not supported"):
+        from_diffusers(scheduler)

@@ -9,7 +9,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-PAGES = ["docs/shortcut.md", "docs/noise-families.md", "docs/keyed-noise.md", "README.md"]
+PAGES = [
+    "docs/shortcut.md",
+    "docs/noise-families.md",
+    "docs/keyed-noise.md",
+    "docs/samplers.md",
+    "docs/weightings.md",
+    "README.md",
+]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -37,7 +44,15 @@ def test_no_sphinx_roles_in_docstrings():
     assert ROLE.search("Returns a :class:`VerifyReport`.")  # the pattern finds one
 
 
-MATH_PAGES = ["mathematics", "shortcut", "continuous", "noise-families", "keyed-noise"]
+MATH_PAGES = [
+    "mathematics",
+    "shortcut",
+    "continuous",
+    "noise-families",
+    "keyed-noise",
+    "samplers",
+    "weightings",
+]
 
 
 def test_formulas_are_marked_as_mathematics_and_mathjax_is_loaded():

@@ -138,8 +138,15 @@ def test_inputs_are_not_mutated(process):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"prediction": "sample"}, ValueError, "prediction must be one of"),
+        ({"prediction": "x0"}, ValueError, "prediction must be one of"),
         ({"prediction": "v"}, ValueError, "prediction='v' needs x0"),
+        ({"prediction": "sample"}, ValueError, "prediction='sample' needs x0"),
+        ({"prediction": "flow_velocity"}, ValueError, "not a flow-matching schedule"),
+        ({"reduction": "sum"}, ValueError, "reduction must be one of"),
+        ({"weighting": "snr"}, ValueError, "unknown weighting 'snr'"),
+        ({"weighting": 5.0}, TypeError, "weighting must be a Weighting"),
+        ({"weighting": "edm2"}, ValueError, "pass the LearnedUncertainty module itself"),
+        ({"weighting": "p2", "min_snr_gamma": 5.0}, ValueError, "min_snr_gamma or weighting"),
         ({"x0": torch.zeros(2, 3)}, ValueError, "x0 must match model_output's shape"),
         ({"x0": [0.0]}, TypeError, "x0 must be a floating tensor .* or None"),
         ({"weights": torch.ones(3)}, ValueError, r"weights must have shape \(4,\)"),
@@ -153,3 +160,102 @@ def test_bad_arguments_are_refused(process, kwargs, error, message):
     arguments = {"seed": SEED, "keys": keys} | kwargs
     with pytest.raises(error, match=message):
         keyed_mse(process, pred, t, **arguments)
+
+
+# ---- every target, per-sample losses, weightings, EDM2's learned weighting (issue 11) --------
+
+
+@pytest.mark.parametrize("noise", [None, PerChannel(), "pink"], ids=["iso", "diagonal", "pink"])
+def test_sample_and_flow_velocity_targets(noise):
+    """The fused pass (isotropic, diagonal) and the general one (pink) against F.mse_loss of
+    the target built from q_sample's noise, with the same gradient."""
+    from noisejump.continuous import FlowMatching
+
+    x0, pred, t, keys = _batch()
+    cases = {
+        "sample": (nj.get_schedule("linear", 1000), t),
+        "flow_velocity": (FlowMatching(), torch.tensor([0.0, 0.3, 0.7, 1.0])),
+    }
+    for prediction, (schedule, steps) in cases.items():
+        process = nj.ForwardProcess(schedule, noise=noise)
+        _, e = process.q_sample(x0, steps, seed=SEED, keys=keys)
+        goal = nj.objective.target(process, x0, e, steps, prediction)
+        loss = keyed_mse(process, pred, steps, seed=SEED, keys=keys, prediction=prediction, x0=x0)
+        (grad,) = torch.autograd.grad(loss, pred)
+        expected = F.mse_loss(pred, goal)
+        (expected_grad,) = torch.autograd.grad(expected, pred)
+        torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-9)
+    # negative control: the flow velocity is not the v target of the same path
+    process = nj.ForwardProcess(FlowMatching(), noise=noise)
+    times = torch.tensor([0.2, 0.3, 0.7, 0.9])
+    _, e = process.q_sample(x0, times, seed=SEED, keys=keys)
+    velocity = keyed_mse(
+        process, e - x0, times, seed=SEED, keys=keys, prediction="flow_velocity", x0=x0
+    )
+    v = keyed_mse(process, e - x0, times, seed=SEED, keys=keys, prediction="v", x0=x0)
+    assert velocity < 1e-10 < v
+
+
+def test_per_sample_losses_mean_to_the_loss_and_carry_the_gradient(process):
+    x0, pred, t, keys = _batch()
+    _, noise = process.q_sample(x0, t, seed=SEED, keys=keys)
+    kwargs = {"seed": SEED, "keys": keys, "prediction": "v", "x0": x0, "weighting": "min_snr"}
+    per_sample = keyed_mse(process, pred, t, reduction="none", **kwargs)
+    w = min_snr_weights(process.schedule, t, 5.0, "v")
+    goal = process.v_target(x0, noise, t)
+    expected = w * ((pred - goal) ** 2).flatten(1).mean(1)
+    assert per_sample.shape == (4,)
+    torch.testing.assert_close(per_sample, expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(per_sample.mean(), keyed_mse(process, pred, t, **kwargs))
+    scale = torch.tensor([1.0, 0.0, 2.0, 3.0])
+    (grad,) = torch.autograd.grad((per_sample * scale).sum(), pred)
+    (expected_grad,) = torch.autograd.grad((expected * scale).sum(), pred)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-9)
+
+
+def test_weighting_by_name_equals_min_snr_gamma(process):
+    x0, pred, t, keys = _batch()
+    kwargs = {"seed": SEED, "keys": keys, "prediction": "v", "x0": x0}
+    by_name = keyed_mse(process, pred, t, weighting="min_snr", **kwargs)
+    assert torch.equal(by_name, keyed_mse(process, pred, t, min_snr_gamma=5.0, **kwargs))
+
+
+def test_a_weighting_that_diverges_at_zero_terminal_snr_is_refused():
+    schedule = nj.get_schedule("linear", 1000, rescale_zero_terminal_snr=True)
+    process = nj.ForwardProcess(schedule)
+    _, pred, _, keys = _batch()
+    t = torch.tensor([0, 10, 500, 999])
+    with pytest.raises(ValueError, match="debiased weighting diverges .* lambda = -inf"):
+        keyed_mse(process, pred, t, seed=SEED, keys=keys, weighting="debiased")
+    capped = nj.objective.get_weighting("debiased", max_weight=50.0)
+    loss = keyed_mse(process, pred, t, seed=SEED, keys=keys, weighting=capped)
+    assert torch.isfinite(loss)
+
+
+def test_edm2_learned_weighting_trains_u_and_equals_its_formula():
+    from noisejump.continuous import EDM
+    from noisejump.objective import LearnedUncertainty
+
+    process = nj.ForwardProcess(EDM())
+    x0, pred, _, keys = _batch()
+    sigma = torch.tensor([0.01, 0.3, 1.5, 40.0], dtype=torch.float64)
+    learned = LearnedUncertainty(channels=16)
+    kwargs = {"seed": SEED, "keys": keys, "prediction": "sample", "x0": x0}
+    loss = keyed_mse(process, pred, sigma, weighting=learned, **kwargs)
+    per_sample = keyed_mse(process, pred, sigma, weighting=learned.base, reduction="none", **kwargs)
+    u = learned(sigma)
+    expected = (per_sample * torch.exp(-u) + u).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(loss, learned.loss(per_sample, sigma))
+    grad_u, grad_pred = torch.autograd.grad(loss, [learned.weight, pred])
+    assert grad_u.abs().sum() > 0 and grad_pred.abs().sum() > 0
+    # the base weighting is EDM's: lambda(sigma) on the x0-MSE, as EDM.loss_weight
+    _, e = process.q_sample(x0, sigma, seed=SEED, keys=keys)
+    weight = EDM().loss_weight(sigma).float()
+    mse = ((pred - x0) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(per_sample, weight * mse, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="one step or time per sample"):
+        elementwise = nj.ForwardProcess(nj.get_schedule("linear", 1000))
+        t = torch.zeros(4, 3, 1, 1, dtype=torch.int64)
+        keyed_mse(elementwise, pred, t, weighting=learned, **kwargs)

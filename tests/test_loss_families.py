@@ -37,14 +37,17 @@ def test_every_family_is_covered():
     assert sorted(EXAMPLES) == available()
 
 
-@pytest.mark.parametrize("per_element", [False, True], ids=["per-sample", "per-element"])
-@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize(
+    ("prediction", "per_element"),
+    [(p, False) for p in ("epsilon", "v", "sample")] + [(p, True) for p in ("epsilon", "v")],
+    ids=lambda value: {False: "per-sample", True: "per-element"}.get(value, value),
+)
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_keyed_mse_equals_mse_against_the_noise_q_sample_returned(name, prediction, per_element):
     process, x0, output, t = _case(name, per_element)
     keys = torch.tensor([5, 2**33 + 1, 11])
     _, noise = process.q_sample(x0, t, seed=9, keys=keys)
-    target = noise if prediction == "epsilon" else process.v_target(x0, noise, t)
+    target = nj.objective.target(process, x0, noise, t, prediction)
     got = keyed_mse(process, output, t, seed=9, keys=keys, prediction=prediction, x0=x0)
     torch.testing.assert_close(got, F.mse_loss(output, target), rtol=1e-5, atol=1e-6)
     # weighted: user weights per sample times min-SNR weights (per element for per-element t)
@@ -79,3 +82,95 @@ def test_keyed_mse_gradient_per_element_matches_autograd():
     reference = output.detach().clone().requires_grad_(True)
     F.mse_loss(reference, process.q_sample(x0, t, seed=1, keys=keys)[1]).backward()
     torch.testing.assert_close(output.grad, reference.grad)
+
+
+class _LearnedLogSNR(torch.nn.Module):
+    """lambda(t) = a - b t with learnable a, b (a VDM-style learned schedule)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = (
+            torch.nn.Parameter(torch.tensor(8.0)),
+            torch.nn.Parameter(torch.tensor(16.0)),
+        )
+
+    def forward(self, t):
+        return self.a - self.b * t
+
+
+def _target(prediction, x0, noise, process, t):
+    if prediction == "v":
+        return process.v_target(x0, noise, t)
+    return x0 if prediction == "sample" else noise - x0  # flow_velocity's e - x0
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("prediction", ["v", "sample"])
+@pytest.mark.parametrize("name", ["isotropic", "diagonal", "pink"])
+def test_keyed_mse_gives_every_input_its_gradient(name, prediction, reduction):
+    """x0 (an encoder being trained), learned loss weights (EDM2) and the model output get
+    the gradients of the plain differentiable loss against the same keyed noise, for every
+    target that holds x0 and for per-sample losses."""
+    process, x0, output, t = _case(name, False)
+    _check_every_gradient(process, x0, output, t, prediction, reduction)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_keyed_mse_flow_velocity_gives_every_input_its_gradient(reduction):
+    from noisejump.continuous import FlowMatching
+
+    process = nj.ForwardProcess(FlowMatching())
+    x0 = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    _check_every_gradient(process, x0, torch.randn_like(x0), t, "flow_velocity", reduction)
+
+
+def _check_every_gradient(process, x0, output, t, prediction, reduction):
+    keys = torch.tensor([5, 6, 7])
+
+    def leaves():
+        return [v.clone().requires_grad_() for v in (x0, output, torch.zeros(3))]
+
+    got, expected = leaves(), leaves()
+    x0_, out_, u_ = got
+    loss = keyed_mse(
+        process,
+        out_,
+        t,
+        seed=3,
+        keys=keys,
+        prediction=prediction,
+        x0=x0_,
+        weights=torch.exp(-u_),
+        reduction=reduction,
+    )
+    rx0, rout, ru = expected
+    noise = process.q_sample(x0, t, seed=3, keys=keys)[1]
+    w = torch.exp(-ru).reshape((3,) + (1,) * (x0.dim() - 1))
+    squares = w * (rout - _target(prediction, rx0, noise, process, t)) ** 2
+    reference = squares.mean() if reduction == "mean" else squares.flatten(1).mean(1)
+    scale = torch.tensor([1.0, 2.0, 3.0]) if reduction == "none" else torch.tensor(1.0)
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-7)
+    (loss * scale).sum().backward()
+    (reference * scale).sum().backward()
+    for mine, theirs in zip(got, expected, strict=True):
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_keyed_mse_trains_a_learned_schedule():
+    from noisejump.continuous import LogSNR
+
+    learned = _LearnedLogSNR()
+    process = nj.ForwardProcess(LogSNR(learned))
+    x0 = torch.randn(4, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    output = torch.randn_like(x0)
+    t = torch.tensor([0.1, 0.4, 0.6, 0.9], dtype=torch.float64)
+    keys = torch.arange(4)
+    keyed_mse(process, output, t, seed=1, keys=keys, prediction="v", x0=x0).backward()
+    got = [p.grad.clone() for p in learned.parameters()]
+    learned.zero_grad()
+    noise = process.q_sample(x0, t, seed=1, keys=keys)[1].detach()
+    F.mse_loss(output, process.v_target(x0, noise, t)).backward()
+    for g, expected in zip(got, [p.grad for p in learned.parameters()], strict=True):
+        assert expected.abs() > 0
+        torch.testing.assert_close(g, expected, rtol=1e-5, atol=1e-7)

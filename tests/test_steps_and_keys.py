@@ -111,3 +111,116 @@ def test_keyed_mse_refuses_float8(which):
         keyed_mse(
             PROCESS, arguments["model_output"], 5, seed=1, keys=torch.arange(3), x0=arguments["x0"]
         )
+
+
+@pytest.mark.parametrize("t", [torch.tensor([-1]), torch.tensor([1000]), torch.tensor([-1000])])
+def test_min_snr_weights_refuse_steps_out_of_range(t):
+    from noisejump.loss import min_snr_weights
+
+    with pytest.raises(ValueError, match=r"t must be integers in \[0, 999\]"):
+        min_snr_weights(SCHEDULE, t, 5.0)
+
+
+def test_min_snr_weights_of_an_int_step_and_float_steps():
+    from noisejump.loss import min_snr_weights
+
+    assert torch.equal(
+        min_snr_weights(SCHEDULE, 5, 5.0), min_snr_weights(SCHEDULE, torch.tensor(5), 5.0)
+    )
+    with pytest.raises(TypeError, match="floating t belongs to a continuous-time process"):
+        min_snr_weights(SCHEDULE, torch.tensor([0.5]), 5.0)
+
+
+def test_uint64_key_words_and_indices_name_their_real_values():
+    words = torch.tensor([[2**63, 0], [1, 1]], dtype=torch.uint64)
+    with pytest.raises(ValueError, match=str(2**63)):
+        PROCESS.q_sample(X0[:2], 5, seed=1, keys=words)
+    with pytest.raises(ValueError, match=str(2**63 + 1)):
+        rng.training_keys(torch.tensor([2**63 + 1], dtype=torch.uint64), 0)
+    import numpy as np
+
+    assert torch.equal(
+        rng.training_keys(np.array([1, 2]), 3), rng.training_keys(torch.tensor([1, 2]), 3)
+    )
+
+
+def test_public_entry_points_refuse_bad_arguments_clearly():
+    from noisejump.integrations.diffusers import DiffusersAdapter, from_diffusers
+
+    cases = [
+        (lambda: nj.ForwardProcess("linear"), TypeError, r"get_schedule\('linear'\)"),
+        (lambda: nj.ForwardProcess(None), TypeError, "schedule must be a noisejump schedule"),
+        (
+            lambda: nj.ForwardProcess(SCHEDULE, validate="no"),
+            TypeError,
+            "validate must be True or False",
+        ),
+        (lambda: nj.Schedule.from_betas("abc"), TypeError, "betas must be a 1-D sequence"),
+        (
+            lambda: rng.keyed_normal((2, -3), seed=1, keys=torch.arange(2)),
+            ValueError,
+            "shape entries",
+        ),
+        (
+            lambda: rng.keyed_normal((2, 2.5), seed=1, keys=torch.arange(2)),
+            TypeError,
+            "shape entries",
+        ),
+        (
+            lambda: rng.keyed_normal((2, 3), seed=1, keys=torch.arange(2), device="gpu"),
+            ValueError,
+            "device must be",
+        ),
+        (
+            lambda: rng.check_distinct_keys(torch.zeros(3, 3, dtype=torch.int64)),
+            TypeError,
+            r"\(B, 2\)",
+        ),
+        (lambda: rng.check_distinct_keys(torch.zeros(3)), TypeError, "integer tensor"),
+        (lambda: DiffusersAdapter(DDPM()).alphas_cumprod("gpu"), ValueError, "device must be"),
+        (
+            lambda: from_diffusers({"_class_name": "DDPMScheduler", "beta_start": "x"}),
+            ValueError,
+            "'beta_start' must be a number",
+        ),
+        (
+            lambda: keyed_mse(PROCESS, torch.zeros(()), 5, seed=1, keys=torch.arange(1)),
+            ValueError,
+            "batch dimension",
+        ),
+        (
+            lambda: keyed_mse(PROCESS, torch.zeros(0, 2), 5, seed=1, keys=torch.arange(0)),
+            ValueError,
+            "empty",
+        ),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    rng.check_distinct_keys(torch.zeros(0, dtype=torch.int64))  # nothing to compare: fine
+
+
+def DDPM():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000)
+
+
+def test_keyed_mse_refuses_one_dimensional_data_for_a_two_dimensional_family():
+    pink = nj.ForwardProcess(SCHEDULE, noise="pink")
+    with pytest.raises(ValueError, match="not read as H x W"):
+        keyed_mse(pink, torch.randn(2, 3, 16), 5, seed=1, keys=torch.arange(2))
+
+
+def test_numpy_times_work_for_continuous_schedules():
+    import numpy as np
+
+    process = nj.ForwardProcess(VPSDE())
+    for given, same in [
+        (np.int64(1), 1),
+        (np.float32(0.5), 0.5),
+        (np.array([0.5, 0.7, 0.2]), torch.tensor([0.5, 0.7, 0.2], dtype=torch.float64)),
+    ]:
+        a = process.q_sample(X0, given, noise=torch.zeros_like(X0))[0]
+        b = process.q_sample(X0, same, noise=torch.zeros_like(X0))[0]
+        assert torch.equal(a, b)

@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
+import noisejump as nj
 from noisejump import stats
-from noisejump.objective import TimestepSampler, keyed_uniform, loss_weights, min_snr_weight
+from noisejump.objective import (
+    get_sampler,
+    keyed_uniform,
+    loss_weights,
+    min_snr_weight,
+    sample_time,
+)
 from noisejump.objective.samplers import IMPORTANCE_HISTORY
 from noisejump.rng import training_keys
 from noisejump.train import data
@@ -35,20 +42,22 @@ def test_keyed_uniforms_are_uniform_and_a_skewed_law_is_rejected():
 
 def test_stratified_puts_one_sample_in_each_stratum_across_ranks():
     T, B = 1000, 16
-    sampler = TimestepSampler("stratified", T)
+    schedule, sampler = nj.get_schedule("linear", T), get_sampler("stratified")
     positions = torch.arange(B)
-    u = keyed_uniform(0, training_keys(positions, 0))
-    t, w = sampler.sample(u, positions, B)
+    keys = training_keys(positions, 0)
+    t, w = sample_time(schedule, sampler, B, seed=0, keys=keys, positions=positions, global_batch=B)
     assert torch.equal(t * B // T, positions) and torch.equal(w, torch.ones(B))
-    rank1 = sampler.sample(u[8:], positions[8:], B)[0]  # rank 1 of 2 draws its own strata
+    # rank 1 of 2 draws its own strata
+    rank1, _ = sample_time(
+        schedule, sampler, 8, seed=0, keys=keys[8:], positions=positions[8:], global_batch=B
+    )
     assert torch.equal(rank1, t[8:])
 
 
 def test_uniform_and_logit_normal_ranges():
-    u = keyed_uniform(0, training_keys(torch.arange(4000), 0))
-    positions = torch.arange(4000)
-    uniform = TimestepSampler("uniform", 1000).sample(u, positions, 4000)[0]
-    logit = TimestepSampler("logit_normal", 1000).sample(u, positions, 4000)[0]
+    schedule, keys = nj.get_schedule("linear", 1000), training_keys(torch.arange(4000), 0)
+    uniform = sample_time(schedule, get_sampler("uniform"), 4000, seed=0, keys=keys)[0]
+    logit = sample_time(schedule, get_sampler("logit_normal"), 4000, seed=0, keys=keys)[0]
     for t in (uniform, logit):
         assert t.dtype == torch.int64 and t.min() >= 0 and t.max() <= 999
     # logit-normal(0, 1) puts 68 % of its mass in sigmoid([-1, 1]) T = [269, 731).
@@ -59,24 +68,26 @@ def test_uniform_and_logit_normal_ranges():
 
 def test_importance_sampler_favours_large_losses_and_stays_unbiased():
     T = 10
-    sampler = TimestepSampler("importance", T)
-    u = torch.linspace(0.001, 0.999, 500, dtype=torch.float64)
-    t, w = sampler.sample(u, torch.arange(500), 500)
+    schedule, sampler = nj.get_schedule("linear", T), get_sampler("importance", num_steps=T)
+    keys = torch.arange(500)
+    t, w = sample_time(schedule, sampler, 500, seed=0, keys=keys)
     assert torch.equal(w, torch.ones(500))  # uniform until warm
     for _ in range(IMPORTANCE_HISTORY):
         steps = torch.arange(T)
         sampler.update(steps, (steps + 1).double())  # loss grows with t
     p = sampler.probabilities()
     assert torch.all(p[1:] > p[:-1]) and math.isclose(float(p.sum()), 1.0)
-    t, w = sampler.sample(u, torch.arange(500), 500)
+    t, w = sample_time(schedule, sampler, 500, seed=0, keys=keys)
     # E_p[w f(t)] = mean_t f(t): the weight 1 / (T p_t) keeps the loss unbiased.
     f = torch.arange(T, dtype=torch.float64) ** 2
     assert math.isclose(float((p * (1 / (T * p)) * f).sum()), float(f.mean()), rel_tol=1e-9)
     torch.testing.assert_close(w.double(), 1 / (T * p[t]), rtol=1e-6, atol=0)
     state = sampler.state_dict()
-    again = TimestepSampler("importance", T)
+    again = get_sampler("importance", num_steps=T)
     again.load_state_dict(state)
     assert torch.equal(again.probabilities(), p)
+    with pytest.raises(ValueError, match="has 10 steps but the schedule has 20"):
+        sample_time(nj.get_schedule("linear", 20), sampler, 4, seed=0, keys=keys[:4])
 
 
 def test_min_snr_weights_match_the_paper_and_are_finite_at_zero_snr():

@@ -11,16 +11,29 @@ Where a value check runs depends on where the values are:
     a meta tensor             no values to check
 
 ``check_device`` keeps an argument on the sample's device or on the CPU (a CPU tensor of
-steps or keys is moved to the sample's device; anything else is refused).
+steps or keys is moved to the sample's device; anything else is refused). ``check_real``
+validates one real parameter (a shift, a sampler's mean) at construction.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-__all__ = ["check_device", "check_range", "check_values", "host_readable", "as_int64"]
+from ._numpy import from_numpy
+
+__all__ = [
+    "as_device",
+    "as_int64",
+    "check_device",
+    "check_range",
+    "check_real",
+    "check_values",
+    "host_readable",
+]
 
 #: Above this many elements the host read takes torch.aminmax, below it a Python list.
 _LIST_LIMIT = 256
@@ -91,3 +104,43 @@ def as_int64(t: torch.Tensor, name: str, allowed: str) -> torch.Tensor:
             bad = t[large].flatten()[0].item()
             raise ValueError(f"{name} must be {allowed}, got {bad}")
     return t.to(torch.int64)
+
+
+def as_device(device: torch.device | str, name: str = "device") -> torch.device:
+    """``torch.device(device)``, or a ValueError that names the argument."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu' or 'cuda:0', got {device!r}"
+        ) from error
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """A finite real number in the interval [low, high] (open at an end where asked), as a
+    float: TypeError for a non-number (booleans included), ValueError naming the argument,
+    the value and the interval otherwise. NumPy scalars are accepted."""
+    value = from_numpy(value)
+    if low == 0 and open_low and high == math.inf:
+        kind, where = "a positive", ""
+    elif low == -math.inf and high == math.inf:
+        kind, where = "a", ""
+    else:
+        kind = "a"
+        where = f" in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be {kind} float{where}, got {type(value).__name__}")
+    inside = (value > low if open_low else value >= low) and (
+        value < high if open_high else value <= high
+    )
+    if not (math.isfinite(value) and inside):
+        raise ValueError(f"{name} must be {kind} finite float{where}, got {value!r}")
+    return float(value)

@@ -12,12 +12,12 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
-from .commands import bench, evaluate, sample, schedules, show, train, verify
+from .commands import bench, evaluate, objective, sample, schedules, show, train, verify
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
-COMMANDS = (train, sample, evaluate, show, schedules, verify, bench)
+COMMANDS = (train, objective, sample, evaluate, show, schedules, verify, bench)
 
 #: The exit status when stdout is closed early (``noisejump verify | head -1``): 128 +
 #: SIGPIPE (13), what a shell reports for ``yes | head -1``, so a pipeline under ``set -o

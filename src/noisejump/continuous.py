@@ -10,6 +10,7 @@ from .schedules.continuous import (
     ContinuousSchedule,
     FlowMatching,
     LogSNR,
+    Shifted,
     SubVPSDE,
     resolution_shift,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "ContinuousSchedule",
     "FlowMatching",
     "LogSNR",
+    "Shifted",
     "SubVPSDE",
     "VPSDE",
     "resolution_shift",

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ._numpy import from_numpy
-from .checks import check_device, check_range
+from .checks import as_device, as_int64, check_device, check_range
 
 __all__ = [
     "philox4x32",
@@ -221,11 +221,13 @@ def key_words(
         )
     if device is not None:
         check_device(keys, device, "keys", "the sample")
-    if keys.dtype == torch.uint64:
+    if keys.dtype == torch.uint64 and keys.dim() == 1:
         # Every uint64 is a key: its bits, read as int64, split into the same two words.
         words = keys.view(torch.int64)
-        if keys.dim() == 2:
-            check_range(words, 0, MASK32, name="keys", allowed=f"integers in [0, {MASK32}]")
+    elif keys.dtype == torch.uint64:  # 32-bit words: values >= 2^63 are named as given
+        allowed = f"integers in [0, {MASK32}]"
+        words = as_int64(keys, "keys", allowed)
+        check_range(words, 0, MASK32, name="keys", allowed=allowed)
     else:
         words = keys.to(I64)
         largest = 2**63 - 1 if keys.dim() == 1 else MASK32
@@ -261,13 +263,13 @@ def keyed_normal(
         stream: int in [0, 2^32): independent streams for the same (seed, keys).
         device: where to build it (default: keys' device).
     """
-    shape = tuple(int(n) for n in shape)
+    shape = tuple(_count(n, "shape entries") for n in shape)
     if len(shape) < 1:
         raise ValueError("shape must have a batch dimension, got ()")
     keys = from_numpy(keys)
     if device is None:
         device = keys.device if isinstance(keys, torch.Tensor) else torch.device("cpu")
-    device = torch.device(device)
+    device = as_device(device)
     seed_words, key_a, key_b = key_words(seed, keys, shape[0], stream, device)
     if math.prod(shape[1:]) > 4 * MAX_GROUPS:
         raise ValueError(
@@ -417,6 +419,7 @@ def training_keys(
         (B, 2) int64 on ``indices``' device, the per-sample ``keys`` of ``keyed_normal``
         and ``ForwardProcess.q_sample``.
     """
+    indices = from_numpy(indices)
     if not isinstance(indices, torch.Tensor) or indices.dtype.is_floating_point:
         kind = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
         raise TypeError(f"indices must be an integer tensor of shape (B,), got {kind}")
@@ -440,7 +443,7 @@ def training_keys(
             f"step * micro_steps + micro_step = {word_b} exceeds the 32-bit key word "
             f"(step={step}, micro_steps={micro_steps})"
         )
-    indices = indices.to(I64)
+    indices = as_int64(indices, "indices", "integers in [0, 2^32)")
     check_range(indices, 0, MASK32, name="indices", allowed="integers in [0, 2^32)")
     return torch.stack([indices, torch.full_like(indices, word_b)], dim=1)
 
@@ -454,8 +457,21 @@ def check_distinct_keys(keys: torch.Tensor) -> None:
     converting first. Costs a sort and, on a GPU, one host sync: a check for the first
     steps of a run or for tests, not for every step.
     """
-    if not isinstance(keys, torch.Tensor) or keys.dim() not in (1, 2):
-        raise TypeError("keys must be a tensor of shape (B,) or (B, 2)")
+    keys = from_numpy(keys)
+    integer = isinstance(keys, torch.Tensor) and not (
+        keys.dtype.is_floating_point or keys.dtype.is_complex or keys.dtype == torch.bool
+    )
+    if not integer or keys.dim() not in (1, 2) or keys.dim() == 2 and keys.shape[1] != 2:
+        what = (
+            f"{keys.dtype} of shape {tuple(keys.shape)}"
+            if isinstance(keys, torch.Tensor)
+            else type(keys).__name__
+        )
+        raise TypeError(f"keys must be an integer tensor of shape (B,) or (B, 2), got {what}")
+    if keys.device.type == "meta":
+        raise ValueError("keys are on meta: their values are needed to compare them")
+    if len(keys) < 2:
+        return
     rows = keys.reshape(len(keys), -1)
     unique, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
     if len(unique) == len(rows):

@@ -64,7 +64,7 @@ def run(args) -> int:
     from ..train import checkpoint, files
     from ..train.pictures import sample_caption, save_grid
     from ..train.restore import load_trained
-    from ..train.sampling import sample, sampler_steps
+    from ..train.sampling import process_steps, sample, sampler_steps
 
     trained = load_trained(args.checkpoint, weights=args.weights, device=args.device)
     out = Path(args.out) if args.out else trained.run_dir / f"samples-{args.sampler}"
@@ -87,7 +87,7 @@ def run(args) -> int:
     if not torch.isfinite(images).all():
         raise ValueError(f"sampling {args.checkpoint!r} gave non-finite values; nothing written")
     png, tensor = out.with_suffix(".png"), out.with_suffix(".safetensors")
-    steps = sampler_steps(args.sampler, trained.process.num_steps, args.steps)
+    steps = sampler_steps(args.sampler, process_steps(trained.process), args.steps)
     caption = sample_caption(trained.step, args.sampler, steps, args.seed, args.weights)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

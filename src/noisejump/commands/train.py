@@ -28,18 +28,148 @@ from ._types import (
     seed,
 )
 
+#: The TrainConfig fields ``add_objective_arguments`` and ``add_perturbation_arguments``
+#: define (the options of ``noisejump objective`` are the first group).
+OBJECTIVE_FIELDS = (
+    "process", "schedule", "diffusion_steps", "zero_terminal_snr", "shift", "prediction",
+    "weighting", "snr_gamma", "p2_gamma", "p2_k", "sigma_data", "max_weight",
+    "timestep_sampler", "logit_mean", "logit_std", "mode_scale", "beta_a", "beta_b",
+    "p_mean", "p_std", "t_min", "t_max",
+)  # fmt: skip
+PERTURBATION_FIELDS = ("input_perturbation", "time_offset")
+
+
+def add_objective_arguments(p, d) -> None:
+    """The options that set a run's objective (process, schedule, shift, target,
+    weighting, timestep sampler), with ``d`` (a TrainConfig) for the defaults: shared by
+    ``noisejump train`` and ``noisejump objective``."""
+    from ..objective import PREDICTIONS
+    from ..schedules import schedule_names
+    from ..train.objective import PROCESSES, TIMESTEP_SAMPLERS, TRAIN_WEIGHTINGS
+
+    g = p.add_argument_group("objective (noisejump objective inspects these)")
+    g.add_argument(
+        "--process",
+        choices=list(PROCESSES),
+        default=d.process,
+        help="what is trained: " + "; ".join(f"{name}: {what}" for name, what in PROCESSES.items()),
+    )
+    g.add_argument(
+        "--schedule",
+        choices=schedule_names(),
+        default=d.schedule,
+        help=f"the discrete schedule of --process ddpm (default: {d.schedule})",
+    )
+    g.add_argument(
+        "--diffusion-steps",
+        type=diffusion_steps,
+        default=d.diffusion_steps,
+        help=f"T, steps of the ddpm process, at most {MAX_DIFFUSION_STEPS} "
+        f"(default: {d.diffusion_steps})",
+    )
+    g.add_argument(
+        "--zero-terminal-snr",
+        action="store_true",
+        help="rescale the schedule to zero terminal SNR (Lin et al. 2023; needs "
+        "--prediction v or sample)",
+    )
+    g.add_argument(
+        "--shift",
+        type=positive_float,
+        default=d.shift,
+        help="log-SNR shift s: lambda -> lambda - 2 log s (s > 1 adds noise; SD3 uses 3); "
+        "flow: the model sees the shifted t' = s t / (1 + (s - 1) t) (default: 1, none)",
+    )
+    g.add_argument(
+        "--prediction",
+        choices=PREDICTIONS,
+        default=d.prediction,
+        help="the model's target: epsilon (noise), v, sample (x0), or flow_velocity (e - x0, "
+        f"--process flow only) (default: {d.prediction})",
+    )
+    g.add_argument(
+        "--weighting",
+        choices=TRAIN_WEIGHTINGS,
+        default=d.weighting,
+        help="loss weight per sample (docs/weightings.md); edm2 is learned: train refuses "
+        f"it, objective reports it not inspectable (default: {d.weighting})",
+    )
+    g.add_argument(
+        "--snr-gamma",
+        type=positive_float,
+        default=d.snr_gamma,
+        help=f"gamma of min_snr and soft_min_snr (default: {d.snr_gamma})",
+    )
+    g.add_argument("--p2-gamma", type=float, default=d.p2_gamma, help="gamma of p2 (default: 1)")
+    g.add_argument("--p2-k", type=positive_float, default=d.p2_k, help="k of p2 (default: 1)")
+    g.add_argument(
+        "--sigma-data",
+        type=positive_float,
+        default=d.sigma_data,
+        help=f"EDM's sigma_data (--process edm, --weighting edm) (default: {d.sigma_data})",
+    )
+    g.add_argument(
+        "--max-weight",
+        type=positive_float,
+        default=d.max_weight,
+        help="cap the per-sample weight (needed where a weighting diverges at an end the "
+        "process reaches) (default: no cap)",
+    )
+    g.add_argument(
+        "--timestep-sampler",
+        choices=TIMESTEP_SAMPLERS,
+        default=d.timestep_sampler,
+        help="how t is drawn (docs/samplers.md; edm takes log_normal) "
+        f"(default: {d.timestep_sampler})",
+    )
+    g.add_argument("--logit-mean", type=float, default=d.logit_mean, help="m of logit_normal (0)")
+    g.add_argument(
+        "--logit-std", type=positive_float, default=d.logit_std, help="s of logit_normal (1)"
+    )
+    g.add_argument("--mode-scale", type=float, default=d.mode_scale, help="s of mode (1.29)")
+    g.add_argument("--beta-a", type=positive_float, default=d.beta_a, help="a of beta (1)")
+    g.add_argument("--beta-b", type=positive_float, default=d.beta_b, help="b of beta (1)")
+    g.add_argument("--p-mean", type=float, default=d.p_mean, help="P_mean of log_normal (-1.2)")
+    g.add_argument(
+        "--p-std", type=positive_float, default=d.p_std, help="P_std of log_normal (1.2)"
+    )
+    g.add_argument(
+        "--t-min",
+        type=float,
+        default=d.t_min,
+        help="truncate the sampler's law to [t-min, t-max], in its space (u, or sigma)",
+    )
+    g.add_argument("--t-max", type=float, default=d.t_max, help="see --t-min")
+
+
+def add_perturbation_arguments(p, d) -> None:
+    g = p.add_argument_group("input perturbations")
+    g.add_argument(
+        "--input-perturbation",
+        type=float,
+        default=d.input_perturbation,
+        help="gamma of input perturbation: the input's noise is e + gamma xi, the target "
+        "keeps e (Ning et al. 2023; diffusers' --input_perturbation, 0.1) (default: 0)",
+    )
+    g.add_argument(
+        "--time-offset",
+        type=float,
+        default=d.time_offset,
+        help="strength s of balanced time-dependent offset noise (Kutsuna 2024; ddpm, "
+        "isotropic noise) (default: 0). Plain offset noise: --noise offset",
+    )
+
 
 def add_parser(subparsers) -> None:
     from ..noise import without_arguments
-    from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS
-    from ..schedules import schedule_names
     from ..train.config import TrainConfig
     from ..train.data import PHOTO_MAX_SIZE
 
     d = TrainConfig()
     p = subparsers.add_parser(
         "train",
-        help="train a small U-Net diffusion model (DDPM) with noisejump's forward process",
+        help="train a small U-Net diffusion model (DDPM, flow, EDM or VP) with noisejump's "
+        "forward process",
         description=(
             "Trains a small U-Net on RUN_DIR's data set with the exact O(1) jump for the "
             "noisy input. Noise and timesteps are keyed by (seed, global sample index, step), "
@@ -54,6 +184,10 @@ def add_parser(subparsers) -> None:
             "  noisejump train runs/digits\n"
             "  noisejump train runs/digits --resume\n"
             "  noisejump train runs/pink --noise pink --prediction v --weighting min_snr\n"
+            "  noisejump train runs/sd3 --process flow --timestep-sampler logit_normal "
+            "--shift 3 --prediction flow_velocity\n"
+            "  noisejump train runs/edm --process edm --timestep-sampler log_normal "
+            "--weighting edm --prediction sample\n"
             "  noisejump train runs/photos --data photos --image-size 32 --channels 64\n"
             "  noisejump train runs/mine --data folder:path/to/images --image-size 32\n"
             "  torchrun --nproc_per_node=2 -m noisejump train runs/ddp --batch-size 128"
@@ -87,50 +221,14 @@ def add_parser(subparsers) -> None:
         help=f"side of photos and folder images, at most {MAX_IMAGE_SIDE} (photos: "
         f"{PHOTO_MAX_SIZE}) (default: 32; digits are 8)",
     )
-    p.add_argument("--schedule", choices=schedule_names(), default=d.schedule)
-    p.add_argument(
-        "--diffusion-steps",
-        type=diffusion_steps,
-        default=d.diffusion_steps,
-        help=f"T, steps of the forward process, at most {MAX_DIFFUSION_STEPS} "
-        f"(default: {d.diffusion_steps})",
-    )
-    p.add_argument(
-        "--zero-terminal-snr",
-        action="store_true",
-        help="rescale the schedule to zero terminal SNR (Lin et al. 2023; needs "
-        "--prediction v or sample)",
-    )
+    add_objective_arguments(p, d)
     p.add_argument(
         "--noise",
         choices=without_arguments(),
         default=d.noise,
         help=f"noise family (default: {d.noise})",
     )
-    p.add_argument(
-        "--prediction",
-        choices=PREDICTIONS,
-        default=d.prediction,
-        help=f"the model's target: epsilon (noise), v, or sample (x0) (default: {d.prediction})",
-    )
-    p.add_argument(
-        "--weighting",
-        choices=WEIGHTINGS,
-        default=d.weighting,
-        help=f"loss weight per step (default: {d.weighting})",
-    )
-    p.add_argument(
-        "--snr-gamma",
-        type=positive_float,
-        default=d.snr_gamma,
-        help=f"gamma of min-SNR-gamma weighting (default: {d.snr_gamma})",
-    )
-    p.add_argument(
-        "--timestep-sampler",
-        choices=SAMPLERS,
-        default=d.timestep_sampler,
-        help=f"how t is drawn (default: {d.timestep_sampler})",
-    )
+    add_perturbation_arguments(p, d)
     p.add_argument(
         "--channels",
         type=channels,
@@ -266,8 +364,20 @@ def _fill_unset(args) -> None:
             setattr(args, name, value)
 
 
-def run(args) -> int:
+def config_from_args(args):
+    """The TrainConfig the parsed options describe (every field the parser has)."""
     from ..train.config import TrainConfig
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    for key in ("channel_mult", "attention_resolutions"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    if "device" in values:
+        values["device"] = str(values["device"])
+    return TrainConfig(**values)
+
+
+def run(args) -> int:
     from ..train.errors import TrainingStopped
     from ..train.loop import train
 
@@ -276,36 +386,7 @@ def run(args) -> int:
 
         torch.set_num_threads(args.threads)
     _fill_unset(args)
-    config = TrainConfig(
-        data=args.data,
-        image_size=args.image_size,
-        schedule=args.schedule,
-        diffusion_steps=args.diffusion_steps,
-        zero_terminal_snr=args.zero_terminal_snr,
-        noise=args.noise,
-        prediction=args.prediction,
-        weighting=args.weighting,
-        snr_gamma=args.snr_gamma,
-        timestep_sampler=args.timestep_sampler,
-        channels=args.channels,
-        channel_mult=tuple(args.channel_mult),
-        num_blocks=args.num_blocks,
-        attention_resolutions=(
-            None if args.attention_resolutions is None else tuple(args.attention_resolutions)
-        ),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        ema_halflife_ksamples=args.ema_halflife_ksamples,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        device=str(args.device),
-        bf16=args.bf16,
-        checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=args.keep_checkpoints,
-        final_samples=args.final_samples,
-    )
+    config = config_from_args(args)
     try:
         summary = train(
             config,

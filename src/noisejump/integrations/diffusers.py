@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from .._numpy import from_numpy
+from ..checks import as_device, check_values
 from ..processes import ForwardProcess
 from ..schedules import DiscreteSigmas, Schedule, get_schedule, schedule_names
 from ..schedules.continuous import FlowMatching
@@ -91,6 +92,14 @@ def from_diffusers(scheduler_or_config: Any) -> ForwardProcess:
             raise ValueError(f"{name} with invert_sigmas=True is not supported")
         shift = 1.0 if config.get("use_dynamic_shifting", False) else config.get("shift", 1.0)
         return ForwardProcess(FlowMatching(shift=float(shift)))
+    if kind != "flow" and config.get("use_flow_sigmas", False):
+        # DPM-Solver and UniPC with flow sigmas add noise as (1 - sigma) x0 + sigma e on a
+        # shifted flow grid, not with the betas of their config: a different process.
+        raise ValueError(
+            f"{name} with use_flow_sigmas=True is not supported: it adds noise on a shifted "
+            "flow-matching grid, not with its betas. Train with FlowMatchEulerDiscreteScheduler "
+            "(or noisejump.continuous.FlowMatching) instead"
+        )
     if kind == "sigma" and config.get("rescale_betas_zero_snr", False):
         # diffusers sets abar_T = 2**-24 (6e-8) there, above the abar of the step before it
         # (4.2e-9 for rescaled linear betas): sigma_T = 4096 < sigma_{T-1}, not a forward
@@ -144,8 +153,9 @@ class DiffusersAdapter:
         or one for the whole batch: an int, a 0-d or a (1,) tensor, as diffusers takes them).
 
         "vp": sqrt(abar_t) x0 + sqrt(1 - abar_t) e (Ho et al. 2020, eq. 4); "sigma":
-        x0 + sigma_t e. Float timesteps must hold whole numbers (Euler's
-        ``scheduler.timesteps`` do). Returns original_samples' dtype.
+        x0 + sigma_t e. Float timesteps must hold whole numbers: the training timesteps
+        (an Euler scheduler's after ``set_timesteps`` are fractional, and diffusers
+        interpolates sigmas between steps there: refused). Returns original_samples' dtype.
         """
         if self.kind == "flow":
             raise TypeError(
@@ -188,7 +198,7 @@ class DiffusersAdapter:
                 f"{self.scheduler_name} has no alphas_cumprod; flow matching's noise level is "
                 "sigma = timestep / T"
             )
-        key = (torch.device(device), dtype)
+        key = (as_device(device), dtype)
         table = self._alphas_cumprod.get(key)
         if table is None:
             table = self._vp.schedule.alphas_cumprod.to(device=device, dtype=dtype)
@@ -216,10 +226,14 @@ class DiffusersAdapter:
         outside [0, T] are refused in the caller's units."""
         T = self.num_train_timesteps
         timestep = _one_for_all(from_numpy(timestep), sample)
-        if isinstance(timestep, torch.Tensor) and timestep.device.type == "cpu":
-            bad = timestep.isnan() | (timestep < 0) | (timestep > T)
-            if timestep.numel() and bad.any():
-                raise ValueError(f"timestep must be in [0, {T}], got {timestep.flatten().tolist()}")
+        if isinstance(timestep, torch.Tensor):
+            check_values(
+                timestep,
+                lambda v: (v >= 0) & (v <= T),
+                name="timestep",
+                allowed=f"in [0, {T}]",
+                validate=self.process.validate,
+            )
         elif isinstance(timestep, (int, float)) and not 0 <= timestep <= T:
             raise ValueError(f"timestep must be in [0, {T}], got {timestep!r}")
         if isinstance(timestep, torch.Tensor):
@@ -253,13 +267,16 @@ class DiffusersAdapter:
         tensor applies to the whole batch."""
         timesteps = _one_for_all(from_numpy(timesteps), sample)
         if isinstance(timesteps, torch.Tensor) and timesteps.dtype.is_floating_point:
-            steps = timesteps.round().to(torch.int64)
-            if timesteps.device.type == "cpu" and not bool((steps == timesteps).all()):
-                raise ValueError(
-                    f"timesteps must be whole numbers in [0, {self.num_train_timesteps - 1}] "
-                    f"for {self.scheduler_name}, got {timesteps.flatten()[:4].tolist()}"
-                )
-            return steps
+            check_values(
+                timesteps,
+                lambda v: v == v.round(),
+                name="timesteps",
+                allowed=f"whole numbers in [0, {self.num_train_timesteps - 1}] for "
+                f"{self.scheduler_name} (its training timesteps; the fractional timesteps of "
+                "set_timesteps index interpolated sigmas, which the adapter does not offer)",
+                validate=self.process.validate,
+            )
+            return timesteps.round().to(torch.int64)
         return timesteps
 
     def __repr__(self) -> str:
@@ -366,8 +383,17 @@ def _schedule(name: str, config: Mapping[str, Any]) -> Schedule:
         schedule = get_schedule(
             beta_schedule,
             num_steps,
-            beta_start=float(config.get("beta_start", 1e-4)),
-            beta_end=float(config.get("beta_end", 0.02)),
+            beta_start=_number(config, "beta_start", 1e-4),
+            beta_end=_number(config, "beta_end", 0.02),
             rescale_zero_terminal_snr=zero_snr,
         )
     return schedule
+
+
+def _number(config: Mapping[str, Any], key: str, default: float) -> float:
+    """A number of the config, or a ValueError naming the key and its value."""
+    value = config.get(key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"scheduler config {key!r} must be a number, got {value!r}") from None

@@ -1,7 +1,7 @@
 """Fused kernels (Triton) with their torch references, and the switch between them.
 
     q_sample_keyed    x_t (and e) in one pass with keyed noise; torch custom op with backward
-    mse.keyed_mse_fused   epsilon/v MSE that regenerates e from its keys (used by
+    mse.keyed_mse_fused   the MSE of any target, regenerating e from its keys (used by
                           ``noisejump.loss.keyed_mse``)
     set_backend, backend, get_backend   "auto" (CUDA -> kernel), "torch", "triton"
 

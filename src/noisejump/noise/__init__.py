@@ -18,7 +18,7 @@ from .diagonal import Diagonal
 from .frames import FramesMixed, FramesProgressive
 from .isotropic import Isotropic
 from .lowrank import LowRank
-from .offset import Offset
+from .offset import Offset, diffusers_offset_noise, kohya_offset_noise
 from .pyramid import Pyramid
 from .stationary import RBF, Colored, Spectral, Stationary
 
@@ -98,6 +98,8 @@ __all__ = [
     "Sum",
     "Kronecker",
     "available",
+    "diffusers_offset_noise",
+    "kohya_offset_noise",
     "without_arguments",
     "get_noise",
 ]

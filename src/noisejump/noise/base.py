@@ -206,8 +206,25 @@ def resolve_axis(axis: int, event_shape: tuple[int, ...], family: str) -> int:
     return axis % ndim
 
 
-def as_float64(values: Any, name: str, family: str) -> torch.Tensor:
+#: The largest variance (entry of S) a family may have: its noise, drawn in float32 up to
+#: 5.8 standard deviations (``noisejump.rng``), then stays below 6e15, far inside float32's
+#: range (3.4e38); larger parameters are refused at construction, not turned into inf.
+MAX_VARIANCE = 1e30
+
+
+def as_float64(
+    values: Any, name: str, family: str, *, largest: float | None = None
+) -> torch.Tensor:
+    """A float64 CPU copy of a tensor parameter, refused when it holds NaN or infinity or,
+    with ``largest``, an entry larger than that in magnitude (``MAX_VARIANCE`` for
+    variances, its square root for factors)."""
     table = torch.as_tensor(values).detach().to(device="cpu", dtype=F64).clone()
     if not torch.isfinite(table).all():
         raise ValueError(f"{family}: {name} contains NaN or infinity")
+    if largest is not None and table.numel() and table.abs().max() > largest:
+        raise ValueError(
+            f"{family}: {name} has an entry of magnitude {table.abs().max().item():.3g}, above "
+            f"{largest:.3g}: noise of that scale overflows float32 (the bound keeps every "
+            f"variance <= MAX_VARIANCE = {MAX_VARIANCE:g})"
+        )
     return table

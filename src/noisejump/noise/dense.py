@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .base import NoiseFamily, as_float64
+from .base import MAX_VARIANCE, NoiseFamily, as_float64
 
 
 class Dense(NoiseFamily):
@@ -29,7 +29,7 @@ class Dense(NoiseFamily):
                 "get_noise('dense', cov=S) or noisejump.noise.Dense(cov=S)"
             )
         if cov is not None:
-            cov = as_float64(cov, "cov", self.name)
+            cov = as_float64(cov, "cov", self.name, largest=MAX_VARIANCE)
             _check_square(cov, "cov")
             if not torch.allclose(cov, cov.T, rtol=1e-10, atol=1e-12):
                 raise ValueError("dense: cov must be symmetric")
@@ -42,7 +42,7 @@ class Dense(NoiseFamily):
                 )
             self._cov = cov
         else:
-            scale_tril = as_float64(scale_tril, "scale_tril", self.name)
+            scale_tril = as_float64(scale_tril, "scale_tril", self.name, largest=MAX_VARIANCE**0.5)
             _check_square(scale_tril, "scale_tril")
             if not torch.equal(scale_tril, scale_tril.tril()):
                 raise ValueError("dense: scale_tril must be lower triangular")

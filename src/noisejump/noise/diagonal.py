@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .base import NoiseFamily, as_float64
+from .base import MAX_VARIANCE, NoiseFamily, as_float64
 
 
 class Diagonal(NoiseFamily):
@@ -22,7 +22,7 @@ class Diagonal(NoiseFamily):
     eigenbasis = "identity"
 
     def __init__(self, variance: Any) -> None:
-        v = as_float64(variance, "variance", self.name)
+        v = as_float64(variance, "variance", self.name, largest=MAX_VARIANCE)
         if not (v > 0).all():
             raise ValueError(
                 f"diagonal: variances must be > 0 (S positive definite, so whitening and the "

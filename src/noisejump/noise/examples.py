@@ -116,6 +116,7 @@ BAD_EXAMPLES: dict[str, list[BadExample]] = {
     "diagonal": [
         BadExample({"variance": torch.tensor([1.0, -0.5])}, "variances must be > 0"),
         BadExample({"variance": torch.tensor([1.0, _INF])}, "NaN or infinity"),
+        BadExample({"variance": torch.tensor([1e300, 1.0], dtype=torch.float64)}, "overflows"),
         BadExample({}, r"get_noise\('diagonal', variance=", TypeError),
     ],
     "offset": [
@@ -143,9 +144,10 @@ BAD_EXAMPLES: dict[str, list[BadExample]] = {
     "brown": [BadExample({"normalize": True, "alpha": 1.0}, "multiple values", TypeError)],
     "blue": [BadExample({"alpha": -2.0}, "multiple values", TypeError)],
     "rbf": [
-        BadExample({"length_scale": 0.0}, "length_scale must be a finite number > 0"),
-        BadExample({"length_scale": _INF}, "length_scale must be a finite number > 0"),
-        BadExample({"length_scale": _NAN}, "length_scale must be a finite number > 0"),
+        BadExample({"length_scale": 0.0}, "length_scale must be a finite number >= 1e-100"),
+        BadExample({"length_scale": _INF}, "length_scale must be a finite number >= 1e-100"),
+        BadExample({"length_scale": _NAN}, "length_scale must be a finite number >= 1e-100"),
+        BadExample({"length_scale": 1e-300}, "length_scale must be a finite number >= 1e-100"),
     ],
     "spectral": [
         BadExample({"power": -torch.ones(4, 4)}, "power spectrum is >= 0"),
@@ -167,10 +169,18 @@ BAD_EXAMPLES: dict[str, list[BadExample]] = {
         BadExample({"cov": torch.tensor([[1.0, 2.0], [2.0, 1.0]])}, "not positive definite"),
         BadExample({"cov": torch.ones(2, 3)}, "square"),
         BadExample({"cov": torch.tensor([[1.0, _NAN], [_NAN, 1.0]])}, "NaN or infinity"),
+        BadExample({"cov": torch.eye(3, dtype=torch.float64) * 1e300}, "overflows float32"),
         BadExample({"scale_tril": torch.tensor([[1.0, 1.0], [0.0, 1.0]])}, "lower triangular"),
         BadExample({}, r"get_noise\('dense', cov=S\)", TypeError),
     ],
     "lowrank": [
+        BadExample(
+            {
+                "cov_factor": torch.full((4, 2), 1e200, dtype=torch.float64),
+                "cov_diag": torch.ones(4),
+            },
+            "cov_factor has an entry of magnitude 1e\\+200",
+        ),
         BadExample({"cov_factor": torch.ones(4, 2), "cov_diag": -torch.ones(4)}, "must be > 0"),
         BadExample(
             {"cov_factor": torch.ones(4, 2), "cov_diag": torch.zeros(4)}, "positive definite"

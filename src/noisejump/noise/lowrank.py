@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .base import NoiseFamily, as_float64
+from .base import MAX_VARIANCE, NoiseFamily, as_float64
 
 
 class LowRank(NoiseFamily):
@@ -24,8 +24,10 @@ class LowRank(NoiseFamily):
     cost = "O(d r)"
 
     def __init__(self, cov_factor: Any, cov_diag: Any) -> None:
-        self._cov_factor = as_float64(cov_factor, "cov_factor", self.name)
-        self._cov_diag = as_float64(cov_diag, "cov_diag", self.name)
+        self._cov_factor = as_float64(
+            cov_factor, "cov_factor", self.name, largest=MAX_VARIANCE**0.5
+        )
+        self._cov_diag = as_float64(cov_diag, "cov_diag", self.name, largest=MAX_VARIANCE)
         if self._cov_factor.dim() != 2:
             raise ValueError(
                 f"lowrank: cov_factor must be (d, r), got {tuple(self._cov_factor.shape)}"

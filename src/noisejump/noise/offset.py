@@ -4,6 +4,18 @@
 
 (Guttenberg 2023, "Diffusion with offset noise"; s is the offset strength, 0.1 there.)
 The channel axis is the event's first axis; the constant spans the others.
+
+The trainers' offset noise is the raw form, ``Offset(s, normalize=False)``:
+
+    diffusers  noise = randn_like(latents) + noise_offset * randn(B, C, 1, 1)
+               (examples/text_to_image/train_text_to_image.py, ``--noise_offset``)
+    kohya-ss   noise = noise + noise_offset * randn(B, C, 1, 1)
+               (library/custom_train_functions.py, ``apply_noise_offset``)
+
+both the input's noise and the epsilon target, so S = I + s^2 1 1^T: a fixed covariance,
+which q_sample's closed form and chain already serve (``diffusers_offset_noise``,
+``kohya_offset_noise``). kohya's ``adaptive_noise_scale`` (an offset scaled by the
+latents' own channel means) depends on x0 and is not a noise family.
 """
 
 from __future__ import annotations
@@ -67,3 +79,17 @@ class Offset(NoiseFamily):
 
     def __repr__(self) -> str:
         return f"Offset(strength={self.strength}, normalize={self.normalize})"
+
+
+def diffusers_offset_noise(noise_offset: float) -> Offset:
+    """diffusers' ``--noise_offset``: noise = randn_like(latents) + noise_offset *
+    randn(B, C, 1, 1), that is ``Offset(noise_offset, normalize=False)`` (module docstring).
+    Pass it as a ForwardProcess's noise; the returned noise is the epsilon target."""
+    return Offset(noise_offset, normalize=False)
+
+
+def kohya_offset_noise(noise_offset: float) -> Offset:
+    """kohya-ss's ``--noise_offset`` (``apply_noise_offset`` without
+    ``adaptive_noise_scale``): noise + noise_offset * randn(B, C, 1, 1), the same
+    ``Offset(noise_offset, normalize=False)`` as ``diffusers_offset_noise``."""
+    return diffusers_offset_noise(noise_offset)

@@ -19,7 +19,14 @@ from typing import Any
 
 import torch
 
-from .base import F64, NoiseFamily, as_float64, check_image_event, check_number, check_positive
+from .base import (
+    F64,
+    MAX_VARIANCE,
+    NoiseFamily,
+    as_float64,
+    check_image_event,
+    check_number,
+)
 
 FLOOR = 1e-6
 #: The largest |alpha| of 1/f^alpha noise. Far beyond the noises in use (pink 1, brown 2),
@@ -176,7 +183,9 @@ class RBF(Stationary):
     name = "rbf"
 
     def __init__(self, length_scale: float = 2.0, normalize: bool = True) -> None:
-        self.length_scale = check_positive(length_scale, "length_scale", self.name)
+        # The kernel is white noise at any grid long before 1e-100 pixels; below, 1 / l^2
+        # overflows.
+        self.length_scale = check_number(length_scale, "length_scale", self.name, low=1e-100)
         super().__init__(normalize)
 
     def raw_spectrum(self, height: int, width: int) -> torch.Tensor:
@@ -196,7 +205,7 @@ class Spectral(Stationary):
 
     def __init__(self, power: Any, normalize: bool = True) -> None:
         super().__init__(normalize)
-        power = as_float64(power, "power", self.name)
+        power = as_float64(power, "power", self.name, largest=MAX_VARIANCE)
         if power.dim() != 2:
             raise ValueError(f"spectral: power must be 2-D (H, W), got {tuple(power.shape)}")
         if (power < 0).any():

@@ -24,6 +24,7 @@ import torch
 
 from ..noise.base import check_image_event
 from ..schedules import Schedule
+from ..schedules.discrete import gather
 from .plan import Plan
 from .time_varying import F64, TimeVaryingProcess
 
@@ -151,7 +152,7 @@ class BlurringProcess(TimeVaryingProcess):
         else:
             a_t = a[int(t)]
         a_t = a_t.to(device=x0.device, dtype=cd)
-        sigma = self.schedule._table("sigma", x0.device, cd)[t]
+        sigma = gather(self.schedule._table("sigma", x0.device, cd), t)
         # U(sigma_t e) has the law of sigma_t e (U orthonormal): no transform for the noise
         return self._dct(a_t * self._dct(x0.to(cd)), inverse=True), sigma * draw(0)
 

@@ -28,7 +28,7 @@ from typing import Any, cast
 import torch
 
 from .._numpy import from_numpy
-from ..checks import host_readable
+from ..checks import check_values, host_readable
 from ..kernels import q_sample_keyed
 from ..kernels.affine import affine
 from ..kernels.affine import compute_dtype as _compute_dtype
@@ -49,7 +49,8 @@ from .plan import (
 __all__ = ["ForwardProcess", "PREDICTIONS"]
 
 F64 = torch.float64
-PREDICTIONS = ("epsilon", "v", "sample")
+#: The regression targets (``noisejump.objective.targets``); flow_velocity only on flow matching.
+PREDICTIONS = ("epsilon", "v", "sample", "flow_velocity")
 #: Keyed streams of the second and later draws of one q_sample call (per-element steps with
 #: correlated noise, a forced chain); streams 1 .. 2^31 stay free for callers.
 EXTRA_DRAW_STREAM = 2**31
@@ -76,6 +77,22 @@ class ForwardProcess:
         validate: bool = True,
         path: str = "auto",
     ) -> None:
+        if isinstance(schedule, str):
+            raise TypeError(
+                f"schedule must be a schedule object, got the string {schedule!r}: build one "
+                f"with noisejump.get_schedule({schedule!r}) (discrete) or from "
+                "noisejump.continuous (VPSDE(), EDM(), FlowMatching(), ...)"
+            )
+        if not all(
+            callable(getattr(schedule, m, None)) for m in ("steps", "marginal", "transition")
+        ):
+            raise TypeError(
+                "schedule must be a noisejump schedule (get_schedule(...), a continuous "
+                "schedule, or an object with steps, marginal and transition methods), got "
+                f"{type(schedule).__name__}"
+            )
+        if not isinstance(validate, bool):
+            raise TypeError(f"validate must be True or False, got {validate!r}")
         self.schedule: Any = schedule  # discrete-only methods also read num_steps, table
         if noise is None:
             noise = Isotropic()
@@ -422,11 +439,7 @@ class ForwardProcess:
         Not the v-prediction target (``v_target`` = (1 - t) e - t x0 on this path); only
         defined for a flow-matching schedule. Returns x0's dtype, computed in float32.
         """
-        if not getattr(self.schedule, "is_flow", False):
-            raise TypeError(
-                f"flow_velocity (e - x0) is the target of the flow-matching path; "
-                f"{self.schedule!r} is not one. Use v_target or FlowMatching()."
-            )
+        self._require_flow("flow_velocity (e - x0)")
         _check_sample(x0, "x0")
         _check_noise(noise, x0)
         cd = _compute_dtype(x0.dtype)
@@ -436,7 +449,8 @@ class ForwardProcess:
         self, x_t: torch.Tensor, model_output: torch.Tensor, t: Any, prediction: str = "epsilon"
     ) -> torch.Tensor:
         """x0 from a model's output: ``epsilon``: (x_t - sigma_t e) / signal_t;
-        ``v``: signal_t x_t - sigma_t v; ``sample``: the output itself.
+        ``v``: signal_t x_t - sigma_t v; ``sample``: the output itself; ``flow_velocity``
+        (flow matching only): x_t - t u, as x_t = (1 - t) x0 + t e and u = e - x0.
 
         ``epsilon`` at a step with signal 0 (zero terminal SNR, Lin et al. 2023) divides by
         zero: refused for int and CPU t; use ``v`` there. Returns x_t's dtype, computed in
@@ -451,16 +465,29 @@ class ForwardProcess:
         signal, sigma = self.schedule.marginal(t, x_t.device, _compute_dtype(x_t.dtype))
         if prediction == "sample":
             return model_output.to(x_t.dtype)
+        if prediction == "flow_velocity":
+            self._require_flow("flow_velocity")
+            return _affine(torch.ones_like(sigma), x_t, -sigma, model_output)
         if prediction == "v":
             return _affine(signal, x_t, -sigma, model_output)
-        if signal.device.type == "cpu" and (signal == 0).any():
-            raise ValueError(
-                "prediction='epsilon' cannot recover x0 where signal_t = 0 (zero terminal "
-                "SNR): x0 = (x_t - sigma e) / 0. Use prediction='v'."
-            )
+        check_values(
+            signal,
+            lambda v: v != 0,
+            name="signal_t",
+            allowed="non-zero for prediction='epsilon': where signal_t = 0 (zero terminal "
+            "SNR) x0 = (x_t - sigma e) / 0 cannot be recovered; use prediction='v'",
+            validate=self.validate,
+        )
         return _affine(1 / signal, x_t, -sigma / signal, model_output)
 
     # ---- helpers -------------------------------------------------------------------------
+
+    def _require_flow(self, what: str) -> None:
+        if not getattr(self.schedule, "is_flow", False):
+            raise TypeError(
+                f"{what} is the target of the flow-matching path x_t = (1 - t) x0 + t e; "
+                f"{self.schedule!r} is not one. Use v_target or FlowMatching()."
+            )
 
     def _steps(self, t: Any, like: torch.Tensor, name: str = "t", lowest: int = 0) -> Any:
         return self.schedule.steps(t, like, name=name, lowest=lowest, validate=self.validate)

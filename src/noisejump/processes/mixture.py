@@ -23,6 +23,7 @@ import torch
 
 from ..noise import NoiseFamily, Stationary, Sum
 from ..schedules import Schedule
+from ..schedules.discrete import gather
 from .plan import Plan
 from .time_varying import F64, TimeVaryingProcess
 
@@ -115,7 +116,7 @@ class MixtureProcess(TimeVaryingProcess):
         self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cd = x0.dtype if x0.dtype == F64 else torch.float32
-        signal = self.schedule._table("signal", x0.device, cd)[t]
+        signal = gather(self.schedule._table("signal", x0.device, cd), t)
         mean = signal * x0.to(cd)
         c_t = self._coefficient(self._c.sqrt(), t, mean)
         total: Any = 0  # 0, then a tensor

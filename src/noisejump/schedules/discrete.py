@@ -29,6 +29,7 @@ import torch
 
 from .._numpy import from_numpy as _from_numpy
 from ..checks import as_int64, check_device, check_range, host_readable
+from .shift import check_shift, softplus
 from .spacing import spaced_steps
 
 __all__ = ["Schedule", "get_schedule", "schedule_names"]
@@ -66,6 +67,9 @@ class Schedule:
         )
         self.name = name
         self._cache: dict[tuple[str, torch.device | str, torch.dtype], torch.Tensor] = {}
+        # The log-SNRs whose sigma_k bin sampler draws of sigma (``time_of``): the unshifted
+        # table's after ``shifted``, so a shift moves every sampler's law; None: this one's.
+        self._draw_log_snr: torch.Tensor | None = None
 
     # ---- construction -------------------------------------------------------------------
 
@@ -116,11 +120,20 @@ class Schedule:
             )
         if (abar[:-1] == 0).any():
             raise ValueError("alphas_cumprod may be 0 only at the last step")
-        log_abar = torch.log(abar)
+        return cls._from_log_alphas_cumprod(
+            torch.log(abar), name, _as_timesteps(timesteps, len(abar))
+        )
+
+    @classmethod
+    def _from_log_alphas_cumprod(
+        cls, log_abar: torch.Tensor, name: str, timesteps: torch.Tensor | None
+    ) -> Schedule:
+        """From a strictly decreasing log abar <= 0 (float64): beta_t = -expm1(delta_t),
+        alpha_t = exp(delta_t), delta_t = log abar_t - log abar_{t-1}, log abar_{-1} = 0."""
         log_prev = torch.cat([log_abar.new_zeros(1), log_abar[:-1]])
         delta = log_abar - log_prev
         betas, alphas = -torch.expm1(delta), torch.exp(delta)
-        return cls(betas, alphas, log_abar, _as_timesteps(timesteps, len(abar)), name)
+        return cls(betas, alphas, log_abar, timesteps, name)
 
     # ---- public tables (float64 copies) --------------------------------------------------
 
@@ -184,6 +197,68 @@ class Schedule:
             root**2, name=f"{self.name}+zero_snr", timesteps=self._timesteps
         )
 
+    def shifted(self, s: float) -> Schedule:
+        """This schedule shifted by s > 0 in log-SNR: lambda'_t = lambda_t - 2 log s, i.e.
+
+            abar'_t = abar_t / (abar_t + s^2 (1 - abar_t))
+
+        (``noisejump.schedules.shift``; Hoogeboom et al. 2023, arXiv 2301.11093, section
+        3.1, shift the cosine schedule so, with s = d / 64). Still variance preserving, the
+        same steps and ``timesteps``; a zero terminal SNR stays zero. Computed in float64 as
+        log abar' = log sigmoid(lambda') = -softplus(-lambda'), accurate at the smallest
+        steps where 1 - abar ~ 1e-4.
+        """
+        s = check_shift(s)
+        if s == 1.0:
+            return self
+        lam = self.log_snr - 2.0 * math.log(s)
+        log_abar = -softplus(-lam)
+        if not bool((log_abar[1:] < log_abar[:-1]).all()):
+            raise ValueError(
+                f"shift {s:g}: two steps of the shifted schedule coincide in float64 "
+                "(its SNRs are too far from 1 to tell them apart); use a smaller shift"
+            )
+        shifted = Schedule._from_log_alphas_cumprod(log_abar, f"{self.name}*{s:g}", self._timesteps)
+        shifted._draw_log_snr = self._reference_log_snr()
+        return shifted
+
+    def time_of(self, x: Any, space: str = "u") -> torch.Tensor:
+        """The steps (int64) of timestep-sampler draws ``x`` (float64, ``noisejump.objective``):
+
+        "u"      u in [0, 1] -> floor(u T), clamped to [0, T - 1]
+        "sigma"  a noise level -> the step whose sigma_k = exp(-lambda_k / 2) is the
+                 nearest in log sigma (the bins of ``step_edges("sigma")``); levels
+                 beyond the table land on its first or last step. After ``shifted``
+                 the sigma_k are the unshifted table's: a shift keeps the time axis
+                 (the steps), so it moves every sampler's law of log-SNRs
+        """
+        x = torch.as_tensor(x, dtype=F64)
+        if space == "u":
+            return (x * self.num_steps).to(torch.int64).clamp(0, self.num_steps - 1)
+        if space == "sigma":
+            inner = self._sigma_edges().to(x.device)[1:-1]
+            return torch.searchsorted(inner, x.contiguous(), right=True)
+        raise ValueError(f"space must be 'u' or 'sigma', got {space!r}")
+
+    def step_edges(self, space: str = "u") -> torch.Tensor:
+        """The T + 1 edges (float64) in a sampler's space of the draws that ``time_of``
+        maps to each step: step k takes [e_k, e_{k+1}). "u": k / T; "sigma": 0, the
+        geometric means sqrt(sigma_{k-1} sigma_k) of neighbouring steps, inf. A sampler's
+        mass on step k is cdf(e_{k+1}) - cdf(e_k)."""
+        if space == "u":
+            return torch.arange(self.num_steps + 1, dtype=F64) / self.num_steps
+        if space == "sigma":
+            return self._sigma_edges()
+        raise ValueError(f"space must be 'u' or 'sigma', got {space!r}")
+
+    def _reference_log_snr(self) -> torch.Tensor:
+        return self.log_snr if self._draw_log_snr is None else self._draw_log_snr.clone()
+
+    def _sigma_edges(self) -> torch.Tensor:
+        log_sigma = -0.5 * self._reference_log_snr()  # +inf at a zero terminal SNR
+        middle = torch.exp(0.5 * (log_sigma[1:] + log_sigma[:-1]))
+        return torch.cat([middle.new_zeros(1), middle, middle.new_full((1,), math.inf)])
+
     def respace(
         self,
         steps: int | Sequence[int] | torch.Tensor,
@@ -229,11 +304,14 @@ class Schedule:
                 raise ValueError("respace: steps must be non-empty and strictly increasing")
             if keep[0] < 0 or keep[-1] >= self.num_steps:
                 raise ValueError(f"respace: steps must lie in [0, {self.num_steps - 1}]")
-        return Schedule.from_alphas_cumprod(
+        respaced = Schedule.from_alphas_cumprod(
             self.alphas_cumprod[keep],
             name=f"{self.name}[{len(keep)}]",
             timesteps=self._timesteps[keep],
         )
+        if self._draw_log_snr is not None:
+            respaced._draw_log_snr = self._draw_log_snr[keep]
+        return respaced
 
     # ---- the interface ForwardProcess uses ---------------------------------------------------
 
@@ -339,7 +417,7 @@ class Schedule:
 
         Fresh tensors of t's shape (one gather from a cached two-row table): changing them
         changes nothing else."""
-        pair = self._table("signal_sigma", device, dtype)[:, t]
+        pair = gather(self._table("signal_sigma", device, dtype), t)
         if isinstance(t, int):
             pair = pair.clone()  # an int index gives a view of the table
         return pair[0], pair[1]
@@ -354,7 +432,7 @@ class Schedule:
         exp(delta / 2) and -expm1(delta), delta = log abar_t - log abar_s.
         """
         log_abar = self._table("log_alphas_cumprod_x0", device)
-        delta = log_abar[t + 1] - log_abar[s + 1]  # entry 0 is step -1
+        delta = gather(log_abar, t + 1) - gather(log_abar, s + 1)  # entry 0 is step -1
         return torch.exp(0.5 * delta).to(dtype), (-torch.expm1(delta)).to(dtype)
 
     def __repr__(self) -> str:
@@ -363,6 +441,15 @@ class Schedule:
             f"Schedule({self.name!r}, num_steps={self.num_steps}, "
             f"alphas_cumprod=[{abar[0].item():.6g} .. {abar[-1].item():.6g}])"
         )
+
+
+def gather(table: torch.Tensor, t: Any) -> torch.Tensor:
+    """table[..., t] for an int or an integer tensor t of any shape (the result has
+    table.shape[:-1] + t.shape). A tensor indexes by its flattened values: a 0-d tensor
+    index would be read on the host (a device sync, a break in a compiled graph)."""
+    if isinstance(t, torch.Tensor):
+        return table[..., t.reshape(-1)].reshape(table.shape[:-1] + t.shape)
+    return table[..., t]
 
 
 def _broadcasts_per_element(t_shape: tuple[int, ...], like_shape: tuple[int, ...]) -> bool:
@@ -380,7 +467,12 @@ def _as_table(values: Any, name: str) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
         table = values.detach().to(device="cpu", dtype=F64).clone()
     else:
-        table = torch.as_tensor(values, dtype=F64).clone()
+        try:
+            table = torch.as_tensor(values, dtype=F64).clone()
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(
+                f"{name} must be a 1-D sequence or tensor of numbers, got {values!r:.60}"
+            ) from error
     if table.dim() != 1 or len(table) == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {tuple(table.shape)}")
     if not torch.isfinite(table).all():

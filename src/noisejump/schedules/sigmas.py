@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .discrete import Schedule
+from .discrete import Schedule, gather
 
 F64 = torch.float64
 
@@ -47,6 +47,15 @@ class DiscreteSigmas:
     def sigmas(self) -> torch.Tensor:
         """sigma_t = sqrt((1 - abar_t) / abar_t), float64, length T."""
         return self._float64_table("sigma").clone()
+
+    def shifted(self, s: float) -> DiscreteSigmas:
+        """The sigma view of ``schedule.shifted(s)``: sigma'_t = s sigma_t (the shift keeps
+        signal = 1 here; ``noisejump.schedules.shift``)."""
+        return DiscreteSigmas(self.base.shifted(s))
+
+    def time_of(self, x: Any, space: str = "u") -> torch.Tensor:
+        """The steps of sampler draws, as the underlying schedule maps them."""
+        return self.base.time_of(x, space)
 
     def steps(
         self,
@@ -86,7 +95,7 @@ class DiscreteSigmas:
         self, t: Any, device: Any, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, sigma_t) of q(x_t | x0) = N(x0, sigma_t^2 I), gathered at t."""
-        sigma = self._table("sigma", device, dtype)[t]
+        sigma = gather(self._table("sigma", device, dtype), t)
         if isinstance(t, int):
             sigma = sigma.clone()  # an int index gives a view of the table
         return torch.ones_like(sigma), sigma
@@ -96,7 +105,7 @@ class DiscreteSigmas:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, sigma_t^2 - sigma_s^2) of q(x_t | x_s), s = -1 the data (sigma 0)."""
         sigma2 = self._table("sigma2_x0", device)
-        variance = sigma2[t + 1] - sigma2[s + 1]  # entry 0 is step -1
+        variance = gather(sigma2, t + 1) - gather(sigma2, s + 1)  # entry 0 is step -1
         return torch.ones_like(variance).to(dtype), variance.to(dtype)
 
     def __repr__(self) -> str:

@@ -8,6 +8,11 @@ together); ``ema_halflife_ksamples`` is the EMA half-life in thousands of traini
 Ranges (``validate``): counts are integers (steps, batch, checkpoints >= 1; warm-up, final
 samples >= 0), ``seed`` in [0, 2^32), ``lr`` in (0, 1], and the other real numbers finite
 and > 0.
+
+``process`` names what is trained (``objective.PROCESSES``, the one table of ``noisejump
+train --process``); it, the timestep sampler, the shift, the weighting and the input
+perturbation with their parameters are stored in every checkpoint's config, so a resumed
+run refuses another objective (``train/objective.py`` builds them).
 """
 
 from __future__ import annotations
@@ -15,13 +20,19 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import torch
+
 from ..noise import available as noise_names
 from ..noise import get_noise
-from ..objective import PREDICTIONS, SAMPLERS, WEIGHTINGS, check_prediction
+from ..objective import PREDICTIONS, TimestepSampler, check_prediction
 from ..processes import ForwardProcess
-from ..schedules import get_schedule, schedule_names
+from ..schedules import schedule_names
+from ..schedules.shift import check_shift
+from . import objective
+from .objective import PROCESSES, TIMESTEP_SAMPLERS, TRAIN_WEIGHTINGS
 from .unet import UNet
 
+__all__ = ["PROCESSES", "TIMESTEP_SAMPLERS", "TRAIN_WEIGHTINGS", "TrainConfig"]
 #: The largest learning rate ``validate`` accepts; the seed is below 2^32.
 MAX_LR = 1.0
 SEED_LIMIT = 2**32
@@ -37,6 +48,7 @@ def _check_int(name: str, value, low: int) -> None:
 class TrainConfig:
     data: str = "digits"
     image_size: int | None = None
+    process: str = "ddpm"
     schedule: str = "linear"
     diffusion_steps: int = 1000
     zero_terminal_snr: bool = False
@@ -45,6 +57,22 @@ class TrainConfig:
     weighting: str = "uniform"
     snr_gamma: float = 5.0
     timestep_sampler: str = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    mode_scale: float = 1.29
+    beta_a: float = 1.0
+    beta_b: float = 1.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    t_min: float | None = None
+    t_max: float | None = None
+    shift: float = 1.0
+    p2_gamma: float = 1.0
+    p2_k: float = 1.0
+    sigma_data: float = 0.5
+    max_weight: float | None = None
+    input_perturbation: float = 0.0
+    time_offset: float = 0.0
     channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2)
     num_blocks: int = 1
@@ -85,12 +113,7 @@ class TrainConfig:
             raise ValueError(f"noise must be one of {noise_names()}, got {self.noise!r}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.timestep_sampler not in SAMPLERS:
-            raise ValueError(
-                f"timestep_sampler must be one of {SAMPLERS}, got {self.timestep_sampler!r}"
-            )
+        objective.check_objective(self, TrainConfig())
         for name in (
             "diffusion_steps",
             "channels",
@@ -122,17 +145,34 @@ class TrainConfig:
             isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.channel_mult
         ):
             raise ValueError(f"channel_mult must be positive integers, got {self.channel_mult}")
-        check_prediction(self.prediction, self.build_schedule())
+        check_shift(self.shift)
+        schedule = self.build_schedule()
+        check_prediction(self.prediction, schedule)
+        objective.check_sampler_space(self.build_timestep_sampler(), self)
+        self.build_weighting().check_schedule(schedule, self.prediction)
+        objective.build_perturbation(self, schedule)
 
     def build_schedule(self):
-        return get_schedule(
-            self.schedule, self.diffusion_steps, rescale_zero_terminal_snr=self.zero_terminal_snr
-        )
+        """The run's schedule: discrete (ddpm) or continuous, shifted by ``shift``."""
+        return objective.build_schedule(self)
 
     def build_process(self) -> ForwardProcess:
         return ForwardProcess(self.build_schedule(), get_noise(self.noise))
 
-    def build_model(self, image_shape: tuple[int, int, int]) -> UNet:
+    def build_timestep_sampler(self) -> TimestepSampler:
+        """The run's timestep sampler; importance sampling is over the run's steps."""
+        return objective.build_sampler(self)
+
+    def build_weighting(self):
+        """The run's loss weighting, with its parameters."""
+        return objective.build_weighting(self)
+
+    def build_model(self, image_shape: tuple[int, int, int]) -> torch.nn.Module:
+        """The U-Net, fed the run's time (``objective.wrap_model``: the step, 1000 t, or
+        EDM's preconditioning)."""
+        return objective.wrap_model(self, self._build_unet(image_shape))
+
+    def _build_unet(self, image_shape: tuple[int, int, int]) -> UNet:
         channels, height, width = image_shape
         if height != width:
             raise ValueError(f"images must be square, got {height}x{width}")

@@ -4,11 +4,15 @@ One optimiser step on the global batch of B samples (B / W per rank):
 
     g      global sample indices step * B + position (data.py)
     x0     the images the data order assigns to g
-    t, w   timesteps and importance weights from keyed uniforms (timesteps.py)
+    t, w   timesteps and importance weights: the timestep sampler's keyed draws mapped to
+           steps (``noisejump.objective.sample_time``)
     x_t, e process.q_sample(x0, t, seed=seed, keys=(g, step)): the exact O(1) jump with
            counter-based noise keyed by sample and step (``noisejump.rng.training_keys``;
-           Philox stream 0 for the noise, stream 1 for the timestep uniforms)
-    loss   mean_b  w_b lambda(t_b) |f(x_t, t)_b - target_b|^2 / d   (objective.py)
+           Philox stream 0 for the noise, stream 1 for the timestep uniforms); with an
+           input perturbation, its keyed q_sample (the target keeps e, or the offset
+           noise's ELBO target)
+    loss   mean_b  w_b omega(t_b) |f(x_t, t)_b - target_b|^2 / d, omega the run's
+           weighting (``train/objective.py``: process, sampler, shift, weighting)
 
 With DDP each rank averages over its B / W samples and DDP averages the gradients over
 ranks: the gradient of the global mean. Every random choice is a function of the key, so
@@ -27,13 +31,14 @@ from pathlib import Path
 
 import torch
 
-from ..objective import TimestepSampler, keyed_uniform, loss_weights, target
+from ..objective import TimeDependentOffset, loss_weights, sample_time, target
 from ..rng import training_keys
 from . import checkpoint, data, distributed, faults, files, restore
 from .config import TrainConfig
 from .divergence import DivergenceWatch
 from .errors import Diverged, Interrupted
 from .lock import claim
+from .objective import build_perturbation
 from .progress import LOSS_WINDOW, Progress
 from .signals import StopRequest
 
@@ -104,7 +109,9 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
         model = config.build_model(tuple(images.shape[1:])).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    sampler = TimestepSampler(config.timestep_sampler, process.num_steps)
+    sampler = config.build_timestep_sampler()
+    weighting = config.build_weighting()
+    perturbation = build_perturbation(config, process.schedule)
     totals, start, saved = _Totals(), 0, None
     if restored is not None:
         saved, tensors, state = restored
@@ -137,20 +144,21 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             indices = data.global_indices(step, config.batch_size, world.rank, world.size)
             x0 = images[order.image_indices(indices)].to(device)
             keys = training_keys(indices, step)
-            t, w = sampler.sample(
-                keyed_uniform(config.seed, keys),
-                indices - step * config.batch_size,
-                config.batch_size,
+            t, w = sample_time(
+                process,
+                sampler,
+                len(keys),
+                seed=config.seed,
+                keys=keys,
+                positions=indices - step * config.batch_size,
+                global_batch=config.batch_size,
             )
             t = t.to(device)
-            x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
+            x_t, noise = _noisy(process, perturbation, x0, t, config.seed, keys.to(device))
             goal = target(process, x0, noise, t, config.prediction)
-            weight = (
-                w
-                * loss_weights(
-                    process.schedule, t, config.weighting, config.snr_gamma, config.prediction
-                )
-            ).to(device)
+            weight = (w * loss_weights(process.schedule, t, weighting, 0.0, config.prediction)).to(
+                device
+            )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             noise_seconds = time.perf_counter() - step_start
@@ -168,7 +176,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             done = step + 1
             faults.in_step(done, world.rank)
             value, signum = _agree(loss.detach(), stop.signum, world)
-            if sampler.name == "importance":
+            if sampler.stateful:
                 sampler.update(
                     distributed.all_gather(t, world).cpu(),
                     distributed.all_gather(per_sample.detach(), world).cpu(),
@@ -218,6 +226,17 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
             summary.update(finish)
             _write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _noisy(process, perturbation, x0, t, seed: int, keys) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the model's input, the noise its target is built from): q_sample's (x_t, e), or
+    the perturbed input with e (input perturbation) or the offset noise's ELBO target."""
+    if perturbation is None:
+        return process.q_sample(x0, t, seed=seed, keys=keys)
+    if isinstance(perturbation, TimeDependentOffset):
+        x_t, _ = perturbation.q_sample(x0, t, seed=seed, keys=keys)
+        return x_t, perturbation.target_noise(x0, t, seed=seed, keys=keys)
+    return perturbation.q_sample(process, x0, t, seed=seed, keys=keys)
 
 
 def _agree(loss: torch.Tensor, signum: int | None, world) -> tuple[float, int]:
@@ -315,7 +334,7 @@ def _ema_update(ema, model, decay: float) -> None:
 
 def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
     from . import pictures
-    from .sampling import sample, sampler_steps
+    from .sampling import process_steps, sample, sampler_steps
 
     written: dict[str, object] = {"losses": str(run_dir / "losses.json")}
     _write_json(run_dir / "losses.json", losses)
@@ -333,7 +352,7 @@ def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
             seed=config.seed,
             device=device,
         )
-        steps = sampler_steps("ddim", process.num_steps)
+        steps = sampler_steps("ddim", process_steps(process))
         caption = pictures.sample_caption(config.steps, "ddim", steps, config.seed, "ema")
         pictures.save_grid(images, run_dir / "samples.png", caption=caption)
         written["samples_png"] = str(run_dir / "samples.png")

@@ -174,6 +174,8 @@ def load_training_state(model, ema, optimizer, sampler, tensors: dict, state: di
     optimizer.load_state_dict(checkpoint.optimizer_state(tensors["optimizer"], state["optimizer"]))
     expected = sampler.state_dict()
     saved = tensors["sampler"]
+    if not expected and all(not bool(v.any()) for v in saved.values()):
+        return  # a sampler without state (older checkpoints stored zeros for it)
     if set(saved) != set(expected) or any(saved[k].shape != v.shape for k, v in expected.items()):
         raise ValueError(f"checkpoint {path}: the timestep sampler's state does not fit")
     sampler.load_state_dict(saved)

@@ -17,17 +17,28 @@ The last form, -expm1(lambda_t - lambda_s) sigma_t^2, is accurate when s is clos
 (no cancellation). As for discrete schedules, s = -1 names the clean data itself (signal 1,
 sigma 0, lambda = +inf), the start of a jump from x0 and the posterior's target; for most
 schedules time 0 is the data too, but a user's log-SNR function may stop short of +inf.
+
+Each family also states its relation between signal and sigma as a function of lambda
+(``log_signal_sigma_from_log_snr``): that is what ``shifted(s)`` keeps while it moves
+lambda to lambda - 2 log s (``noisejump.schedules.shift``). Training times: a timestep
+sampler (``noisejump.objective``) draws u in [0, 1] or a noise level sigma; ``time_of``
+maps a draw to this schedule's time (u -> t = u, sigma -> the t with
+lambda_t = -2 log sigma) and ``sample_t`` draws keyed, float32 times through it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
+from ..._numpy import from_numpy
 from ...checks import check_device, check_values
+from ..shift import softplus
 
 F64 = torch.float64
+BISECTION_STEPS = 64
 DATA = -1.0  # the time that names x0 itself
 TimeLike = float | int | torch.Tensor
 DeviceLike = torch.device | str | None
@@ -46,15 +57,115 @@ class ContinuousSchedule:
     t_min = 0.0
     #: The largest valid time.
     t_max = 1.0
+    #: True where the time is the noise level sigma itself (EDM): sigma 0 is the data, valid
+    #: only as a jump's start or the posterior's target.
+    t_is_sigma = False
     #: What the time variable is called in error messages.
     time_name = "t"
     name = "continuous"
 
-    # ---- the formula a subclass provides ----------------------------------------------------
+    # ---- the formulas a subclass provides ---------------------------------------------------
 
     def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log signal_t, log sigma_t) for a float64 tensor t inside the valid range."""
         raise NotImplementedError
+
+    def log_signal_sigma_from_log_snr(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The family's relation: (log signal, log sigma) of the member with log-SNR ``lam``
+        (float64; +inf the data, -inf pure noise). Variance preserving by default:
+        signal^2 = sigmoid(lambda), sigma^2 = sigmoid(-lambda), as -softplus(-/+lambda) / 2.
+        """
+        return -0.5 * softplus(-lam), -0.5 * softplus(lam)
+
+    def time_at_log_snr(self, lam: Any) -> torch.Tensor:
+        """The time t with lambda_t = ``lam`` (float64), clamped to [t_min, t_max] where
+        ``lam`` lies beyond the schedule's range. By bisection here (lambda decreases);
+        the families with a closed form override it."""
+        lam = torch.as_tensor(lam, dtype=F64)
+        lo = torch.full_like(lam, self.t_min)
+        hi = torch.full_like(lam, self.t_max)
+        for _ in range(BISECTION_STEPS):  # halves [t_min, t_max] down to its last bit
+            mid = 0.5 * (lo + hi)
+            above = self.log_snr(mid) > lam  # lambda_mid > lam: the time is later
+            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+        return 0.5 * (lo + hi)
+
+    # ---- shifts and training times -------------------------------------------------------------
+
+    def shifted(self, s: float) -> ContinuousSchedule:
+        """This schedule shifted by s > 0 in log-SNR: lambda_s(t) = lambda(t) - 2 log s at the
+        same time t, with the family's relation between signal and sigma kept
+        (``log_signal_sigma_from_log_snr``; ``noisejump.schedules.shift``). The time the
+        model sees is unchanged: t, not a shifted t.
+        """
+        from .shifted import Shifted  # the subclass lives in its own module
+
+        return Shifted(self, s)
+
+    def time_of(self, x: Any, space: str = "u") -> torch.Tensor:
+        """The schedule's time (float64) of sampler draws ``x`` in ``space``.
+
+        ``"u"`` (u in [0, 1]): t = u, for schedules whose time is [0, 1] (EDM refuses it:
+        its time is a noise level). ``"sigma"`` (a noise level in (0, inf), as EDM's
+        log-normal draws): the t with lambda_t = -2 log sigma, clamped to [t_min, t_max]
+        where the schedule does not reach that log-SNR.
+        """
+        x = torch.as_tensor(x, dtype=F64)
+        if space == "u":
+            if self.t_is_sigma:
+                raise ValueError(
+                    f"{self!r} takes a noise level sigma as its time, not u in [0, 1]; draw "
+                    "sigma (get_sampler('log_normal'), or any sampler on sigma)"
+                )
+            return self.t_min + x * (self.t_max - self.t_min)
+        if space == "sigma":
+            return self.time_at_log_snr(-2.0 * torch.log(x))
+        raise ValueError(f"space must be 'u' or 'sigma', got {space!r}")
+
+    def default_sampler(self) -> Any:
+        """The timestep sampler ``sample_t`` uses by default: uniform t."""
+        from ...objective.samplers import get_sampler  # objective sits above schedules
+
+        return get_sampler("uniform")
+
+    def sample_t(
+        self,
+        batch: int,
+        *,
+        sampler: Any = None,
+        seed: int | None = None,
+        keys: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        device: DeviceLike = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """``batch`` training times, float32 by default: ``sampler``'s draws (this schedule's
+        ``default_sampler`` when None) mapped by ``time_of``.
+
+        Keyed with ``seed`` and ``keys`` (one key per sample: time b depends only on
+        (seed, keys[b]), ``noisejump.objective``), else from ``generator``. A sampler that
+        reweights its draws (importance) is refused here: use
+        ``noisejump.objective.sample_time``, which returns the weights too.
+        """
+        from ...objective.samplers import sample_time  # objective sits above schedules
+
+        chosen = self.default_sampler() if sampler is None else sampler
+        if getattr(chosen, "stateful", False):
+            raise ValueError(
+                f"sample_t returns times only, but {chosen!r} weights its draws; use "
+                "noisejump.objective.sample_time(schedule, sampler, n) for (t, weight)"
+            )
+        t, _ = sample_time(
+            self,
+            chosen,
+            batch,
+            seed=seed,
+            keys=keys,
+            generator=generator,
+            device=device,
+            dtype=dtype,
+        )
+        return t
 
     # ---- derived quantities (float64) ---------------------------------------------------------
 
@@ -96,6 +207,7 @@ class ContinuousSchedule:
         torch.compile traces), or not at all when ``validate`` is False
         (``noisejump.checks``).
         """
+        t = from_numpy(t)
         if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
             raise TypeError(f"{name} must be {self._allowed(lowest)}, got a boolean")
         if isinstance(t, (int, float)):
@@ -160,13 +272,13 @@ class ContinuousSchedule:
     # ---- helpers ---------------------------------------------------------------------------
 
     def _in_range(self, t: torch.Tensor, lowest: int) -> torch.Tensor:
-        closed = lowest < 0 or not math.isinf(self.t_max)  # EDM: sigma 0 only as the data
+        closed = lowest < 0 or not self.t_is_sigma  # EDM: sigma 0 only as the data
         above = t >= self.t_min if closed else t > self.t_min
         ok = above & (t <= self.t_max) & torch.isfinite(t)
         return ok | (t == DATA) if lowest < 0 else ok
 
     def _allowed(self, lowest: int) -> str:
-        closed = lowest < 0 or not math.isinf(self.t_max)
+        closed = lowest < 0 or not self.t_is_sigma
         low = "[" if closed else "("
         high = "inf)" if math.isinf(self.t_max) else f"{self.t_max:g}]"
         data = " (or -1 for the data)" if lowest < 0 else ""

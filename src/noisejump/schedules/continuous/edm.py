@@ -15,11 +15,12 @@ c_noise) is trained with the loss weight lambda(sigma) on sigmas drawn log-norma
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from ..._numpy import from_numpy
-from .base import ContinuousSchedule, DeviceLike, TimeLike
+from .base import ContinuousSchedule, TimeLike
 
 F64 = torch.float64
 
@@ -36,7 +37,10 @@ class EDM(ContinuousSchedule):
     """
 
     name = "edm"
-    t_max = math.inf
+    #: sigma up to 1e15 (EDM trains at most at 80): x0 + sigma e, |e| <= 5.8, then stays
+    #: far inside float32's range; larger sigmas are refused, not turned into inf.
+    t_max = 1e15
+    t_is_sigma = True
     time_name = "sigma"
 
     def __init__(self, sigma_data: float = 0.5, p_mean: float = -1.2, p_std: float = 1.2):
@@ -75,16 +79,25 @@ class EDM(ContinuousSchedule):
         sigma = self._sigma(sigma)
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
-    def sample_t(
-        self,
-        batch: int,
-        *,
-        generator: torch.Generator | None = None,
-        device: DeviceLike = None,
-    ) -> torch.Tensor:
-        """sigma = exp(P_mean + P_std n), n ~ N(0, 1): EDM's training sigmas, float64."""
-        n = torch.randn(batch, generator=generator, device=device, dtype=F64)
-        return torch.exp(self.p_mean + self.p_std * n)
+    def log_signal_sigma_from_log_snr(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """signal = 1 (variance exploding): sigma = exp(-lambda / 2)."""
+        return torch.zeros_like(lam), -0.5 * lam
+
+    def time_at_log_snr(self, lam: Any) -> torch.Tensor:
+        """sigma = exp(-lambda / 2)."""
+        return torch.exp(-0.5 * torch.as_tensor(lam, dtype=F64))
+
+    def time_of(self, x: Any, space: str = "u") -> torch.Tensor:
+        """A sigma draw is the time itself (u draws are refused: EDM's time is sigma)."""
+        if space == "sigma":
+            return torch.as_tensor(x, dtype=F64).clone()
+        return super().time_of(x, space)
+
+    def default_sampler(self) -> Any:
+        """ln sigma ~ N(P_mean, P_std^2): EDM's training noise levels (section 5)."""
+        from ...objective.samplers import get_sampler  # objective sits above schedules
+
+        return get_sampler("log_normal", p_mean=self.p_mean, p_std=self.p_std)
 
     def _sigma(self, sigma: TimeLike) -> torch.Tensor:
         """sigma as a float64 tensor, checked > 0 and finite when it is on the CPU."""

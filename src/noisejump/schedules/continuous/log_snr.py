@@ -14,7 +14,6 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .base import ContinuousSchedule
 
@@ -67,8 +66,7 @@ class LogSNR(ContinuousSchedule):
 
     def log_signal_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lam = torch.as_tensor(self.log_snr_fn(t)).to(F64)
-        # log sigmoid(x) = -softplus(-x); halves for the standard deviations.
-        return -0.5 * F.softplus(-lam), -0.5 * F.softplus(lam)
+        return self.log_signal_sigma_from_log_snr(lam)  # the variance-preserving relation
 
     def __repr__(self) -> str:
         return f"LogSNR({self.name!r})"
