@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._types import device, positive_int, seed
+from ._types import MAX_SAMPLES, device, positive_int, samples, seed
 
 
 def add_parser(subparsers) -> None:
@@ -38,7 +38,9 @@ def add_parser(subparsers) -> None:
         default=None,
         help="DDIM steps (default: 50, or the schedule's T when smaller)",
     )
-    p.add_argument("--num", type=positive_int, default=64, help="samples (default: 64)")
+    p.add_argument(
+        "--num", type=samples, default=64, help=f"samples, at most {MAX_SAMPLES} (default: 64)"
+    )
     p.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
     p.add_argument(
         "--weights",

@@ -5,8 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 
-from ._types import device, non_negative_int, positive_float, positive_int, seed
+from ._types import (
+    MAX_BLOCKS,
+    MAX_CHANNEL_MULT,
+    MAX_CHANNELS,
+    MAX_DIFFUSION_STEPS,
+    MAX_IMAGE_SIDE,
+    MAX_SAMPLES,
+    blocks,
+    channel_mult,
+    channels,
+    device,
+    diffusion_steps,
+    image_side,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    samples,
+    samples_or_none,
+    seed,
+)
 
 #: The TrainConfig fields ``add_objective_arguments`` and ``add_perturbation_arguments``
 #: define (the options of ``noisejump objective`` are the first group).
@@ -42,9 +62,10 @@ def add_objective_arguments(p, d) -> None:
     )
     g.add_argument(
         "--diffusion-steps",
-        type=positive_int,
+        type=diffusion_steps,
         default=d.diffusion_steps,
-        help=f"T, steps of the ddpm process (default: {d.diffusion_steps})",
+        help=f"T, steps of the ddpm process, at most {MAX_DIFFUSION_STEPS} "
+        f"(default: {d.diffusion_steps})",
     )
     g.add_argument(
         "--zero-terminal-snr",
@@ -142,6 +163,7 @@ def add_perturbation_arguments(p, d) -> None:
 def add_parser(subparsers) -> None:
     from ..noise import without_arguments
     from ..train.config import TrainConfig
+    from ..train.data import PHOTO_MAX_SIZE
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -154,7 +176,8 @@ def add_parser(subparsers) -> None:
             "so a resumed run and a run on any number of processes (torchrun, DDP) see the "
             "same draws. Rank 0 writes checkpoints (safetensors + JSON, atomic) every "
             "--checkpoint-every steps, then losses.json, loss.png, samples.png and "
-            "summary.json."
+            "summary.json. The defaults below are those of a new run: with --resume, every "
+            "option not given keeps the run's saved value (--device included)."
         ),
         epilog=(
             "examples:\n"
@@ -177,7 +200,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in RUN_DIR from its newest intact checkpoint",
+        help="continue the run in RUN_DIR from its newest intact checkpoint; options not "
+        "given keep the run's saved values (--steps too: give a larger one to train further)",
     )
     p.add_argument(
         "--allow-changed-data",
@@ -192,9 +216,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--image-size",
-        type=positive_int,
+        type=image_side,
         default=d.image_size,
-        help="side of photos and folder images (default: 32; digits are 8)",
+        help=f"side of photos and folder images, at most {MAX_IMAGE_SIDE} (photos: "
+        f"{PHOTO_MAX_SIZE}) (default: 32; digits are 8)",
     )
     add_objective_arguments(p, d)
     p.add_argument(
@@ -206,27 +231,27 @@ def add_parser(subparsers) -> None:
     add_perturbation_arguments(p, d)
     p.add_argument(
         "--channels",
-        type=positive_int,
+        type=channels,
         default=d.channels,
-        help=f"U-Net width of the first level (default: {d.channels})",
+        help=f"U-Net width of the first level, at most {MAX_CHANNELS} (default: {d.channels})",
     )
     p.add_argument(
         "--channel-mult",
-        type=positive_int,
+        type=channel_mult,
         nargs="+",
         default=list(d.channel_mult),
         metavar="M",
-        help="width multiplier per level (default: 1 2)",
+        help=f"width multiplier per level, each at most {MAX_CHANNEL_MULT} (default: 1 2)",
     )
     p.add_argument(
         "--num-blocks",
-        type=positive_int,
+        type=blocks,
         default=d.num_blocks,
-        help=f"residual blocks per level (default: {d.num_blocks})",
+        help=f"residual blocks per level, at most {MAX_BLOCKS} (default: {d.num_blocks})",
     )
     p.add_argument(
         "--attention-resolutions",
-        type=positive_int,
+        type=image_side,
         nargs="*",
         default=None,
         metavar="R",
@@ -237,9 +262,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=samples,
         default=d.batch_size,
-        help=f"global batch, all processes together (default: {d.batch_size})",
+        help=f"global batch, all processes together, at most {MAX_SAMPLES} "
+        f"(default: {d.batch_size})",
     )
     p.add_argument(
         "--lr", type=positive_float, default=d.lr, help=f"AdamW learning rate (default: {d.lr})"
@@ -294,9 +320,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--final-samples",
-        type=non_negative_int,
+        type=samples_or_none,
         default=d.final_samples,
-        help=f"DDIM samples in samples.png at the end, 0 for none (default: {d.final_samples})",
+        help=f"DDIM samples in samples.png at the end, 0 for none, at most {MAX_SAMPLES} "
+        f"(default: {d.final_samples})",
     )
     p.add_argument(
         "--threads",
@@ -306,13 +333,39 @@ def add_parser(subparsers) -> None:
         "machine 1 can be many times faster than 2)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(run=run)
+    # An option of the run's config that is not given stays UNSET, so that --resume can
+    # tell it from one given with its default value (_fill_unset).
+    p.set_defaults(run=run, **dict.fromkeys((f.name for f in fields(TrainConfig)), UNSET))
+
+
+#: The value of a config option not given on the command line.
+UNSET = object()
+
+
+def _fill_unset(args) -> None:
+    """Give each config option not on the command line its value: with ``--resume``, the
+    one the run saved in its newest checkpoint (``restore.saved_config``); otherwise (or
+    without a readable checkpoint, which ``train`` then reports) ``TrainConfig``'s."""
+    from ..train.config import TrainConfig
+    from ..train.restore import saved_config
+
+    saved = saved_config(args.run_dir) if args.resume else None
+    values = (TrainConfig() if saved is None else TrainConfig.from_json(saved)).to_json()
+    if saved is not None and args.device is UNSET:  # checked as a given --device is
+        try:
+            values["device"] = device(values["device"])
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(
+                f"--resume: the run trained on {values['device']}, but {error}; pass --device "
+                "to choose where it continues"
+            ) from None
+    for name, value in values.items():
+        if getattr(args, name, None) is UNSET:
+            setattr(args, name, value)
 
 
 def config_from_args(args):
     """The TrainConfig the parsed options describe (every field the parser has)."""
-    from dataclasses import fields
-
     from ..train.config import TrainConfig
 
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
@@ -332,6 +385,7 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    _fill_unset(args)
     config = config_from_args(args)
     try:
         summary = train(

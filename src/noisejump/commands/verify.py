@@ -11,7 +11,7 @@ from ..noise.examples import EXAMPLES
 from ..processes import BlurringProcess, ForwardProcess, MixtureProcess
 from ..schedules import get_schedule, schedule_names
 from ..verify import verify
-from ._types import positive_int, step
+from ._types import MAX_SAMPLES, samples, step
 
 PROCESSES = ("forward", "mixture", "blurring")
 
@@ -62,7 +62,12 @@ def add_parser(subparsers) -> None:
         help="one seeded step in [0, t] per frame of a frame family (frames-mixed, "
         "frames-progressive, kronecker; forward process only)",
     )
-    p.add_argument("--n", type=positive_int, default=200, help="samples per path (default: 200)")
+    p.add_argument(
+        "--n",
+        type=samples,
+        default=200,
+        help=f"samples per path, at most {MAX_SAMPLES} (default: 200)",
+    )
     p.add_argument("--schedule", choices=schedule_names(), default="linear")
     p.add_argument("--seed", type=int, default=0, help="seed of every draw (default: 0)")
     p.add_argument(

@@ -23,6 +23,7 @@ the uninterrupted run (same losses on CPU).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ def train(
     ``allow_changed_data``.
     """
     config.validate()
+    # The data folder as the run stores and compares it: resolved (one folder, one name).
+    config = dataclasses.replace(config, data=data.canonical(config.data))
     run_dir = Path(run_dir)
     device = torch.device(config.device)
     world = distributed.setup(device)
@@ -94,8 +97,12 @@ class _Totals:
 
 def _train(config, run_dir, resume, progress, allow_changed_data, world, device, stop) -> dict:
     restored = restore.resume_point(run_dir, world) if resume else None
-    images = data.load_images(config.data, config.image_size)
     fingerprint = data.fingerprint(config.data)
+    if restored is not None:  # the config this session trains with (bf16 may be the saved)
+        config = restore.check_resume(
+            restored[2], config, restored[0], fingerprint, allow_changed_data
+        )
+    images = data.load_images(config.data, config.image_size)
     process = config.build_process()
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG stays untouched
         torch.manual_seed(config.seed)  # the initial weights; every other draw is keyed
@@ -108,7 +115,6 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
     totals, start, saved = _Totals(), 0, None
     if restored is not None:
         saved, tensors, state = restored
-        restore.check_resume(state, config, saved, fingerprint, allow_changed_data)
         restore.load_training_state(model, ema, optimizer, sampler, tensors, state, saved)
         start = state["step"]
         totals = _Totals(
@@ -198,22 +204,27 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
                 distributed.barrier(world)
                 saved = checkpoint.step_dir(run_dir, done)  # every rank names it
             if signum:  # a checkpoint of step ``done`` was written just above
-                raise Interrupted(signum, done, checkpoint.step_dir(run_dir, done), run_dir)
+                last = done == config.steps
+                raise Interrupted(signum, done, checkpoint.step_dir(run_dir, done), run_dir, last)
     finally:
         meter.close()
-    totals.train_seconds = seconds_before + time.perf_counter() - started
-    summary = {
-        "status": "finished",
-        "steps": config.steps,
-        "resumed_from": start if restored is not None else None,
-        **_rates(totals, config.batch_size),
-        "divergence": watch.summary(),
-        "processes": world.size,
-        "device": str(device),
-    }
-    if world.is_main:
-        summary.update(_finish(run_dir, config, process, ema, images.shape, totals.losses, device))
-        _write_json(run_dir / "summary.json", summary)
+    # The last step's checkpoint is written: a signal now stops at once; --resume finishes.
+    last = checkpoint.step_dir(run_dir, config.steps)
+    with stop.at_once(lambda signum: Interrupted(signum, config.steps, last, run_dir, True)):
+        totals.train_seconds = seconds_before + time.perf_counter() - started
+        summary = {
+            "status": "finished",
+            "steps": config.steps,
+            "resumed_from": start if restored is not None else None,
+            **_rates(totals, config.batch_size),
+            "divergence": watch.summary(),
+            "processes": world.size,
+            "device": str(device),
+        }
+        if world.is_main:
+            finish = _finish(run_dir, config, process, ema, images.shape, totals.losses, device)
+            summary.update(finish)
+            _write_json(run_dir / "summary.json", summary)
     return summary
 
 
