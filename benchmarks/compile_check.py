@@ -6,9 +6,11 @@ fullgraph) and dtype (float32, bfloat16), one compiled function returns keyed q_
 family allows, per-element steps; then continuous schedules (VP, sub-VP, EDM, flow
 matching, a log-SNR) with isotropic noise. Each compile starts afresh
 (``torch._dynamo.reset``). Each output is compared with eager: "bitwise",
-or the largest absolute difference. Per-element steps with correlated noise (the
-increments path) read their distinct steps on the host, so fullgraph refuses them: that
-is reported, not hidden.
+or the largest absolute difference. The per-element steps vary along the first event
+axis: for the frame families (frames-mixed, frames-progressive, kronecker) that is one step
+per frame, the "frames" path, which reads nothing on the host; for the other correlated
+families it is the increments path, which reads the number of distinct steps on the host,
+so fullgraph refuses it: that is reported, not hidden.
 
     OMP_NUM_THREADS=2 python benchmarks/compile_check.py [--families pink offset ...]
 """

@@ -14,9 +14,10 @@ import torch
 from noise_families import PerChannel
 
 import noisejump as nj
+import noisejump.noise
 from noisejump.kernels import backend, get_backend, q_sample, q_sample_keyed, set_backend
 from noisejump.kernels.mse import keyed_mse_fused, keyed_mse_reference
-from noisejump.loss import keyed_x_t
+from noisejump.loss import keyed_mse, keyed_x_t
 from noisejump.rng import keyed_normal
 
 # The normals of two implementations agree within this (transcendentals round differently).
@@ -163,7 +164,7 @@ def test_custom_op_passes_opcheck():
         for store_noise in (True, False):
             torch.library.opcheck(
                 torch.ops.noisejump.q_sample_keyed.default,
-                (x0, signal, sigma, None, words, 3, 0, 0, store_noise, False),
+                (x0, signal, sigma, None, None, words, 3, 0, 0, 1, 6, [], store_noise, False),
                 test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
             )
 
@@ -234,6 +235,80 @@ def test_loss_kernel_serves_every_target_and_per_sample_sums(target):
             loss_ref, grad_ref = keyed_mse_reference(*arguments, per_sample=per_sample)
         torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=0)
         torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-9)
+
+
+# ---- sequences (issue 12): per-frame coefficients, clean frames, shards ----------------------
+
+CLIP = (3, 5, 2, 7, 11)  # (B, F, C, H, W): 154 elements per frame, 770 per sample
+
+
+def _clip_case():
+    generator = torch.Generator().manual_seed(3)
+    x0 = torch.randn(CLIP, generator=generator)
+    t = torch.randint(0, 1000, (3, 5, 1, 1, 1), generator=generator)
+    t[:, 1] = -1  # a clean frame
+    return x0, t
+
+
+def test_kernel_takes_per_frame_steps_and_clean_frames():
+    process = nj.ForwardProcess(SCHEDULE)
+    x0, t = _clip_case()
+    keys = torch.arange(3) + 40
+    x_t, noise = process.q_sample(x0, t, seed=8, keys=keys)
+    with backend("torch"):
+        x_ref, noise_ref = process.q_sample(x0, t, seed=8, keys=keys)
+    assert torch.equal(x_t[:, 1], x0[:, 1]) and not noise[:, 1].any()  # exactly the data
+    assert_normals_close(noise, noise_ref)
+    torch.testing.assert_close(x_t, x_ref, rtol=0, atol=1e-5)
+    # one coefficient per frame reaches every element of its frame
+    signal, sigma = SCHEDULE.marginal(t, "cpu", torch.float32)
+    torch.testing.assert_close(x_t, signal * x0 + sigma * noise, rtol=0, atol=1e-5)
+
+
+def test_loss_kernel_takes_per_frame_weights():
+    variance = torch.tensor([0.5, 1.0, 2.0]).reshape(3, 1)  # per channel, event axis 1
+    process = nj.ForwardProcess(SCHEDULE, noise=nj.noise.get_noise("diagonal", variance=variance))
+    generator = torch.Generator().manual_seed(4)
+    x0 = torch.randn(3, 5, 3, 37, generator=generator)
+    t = torch.randint(0, 1000, (3, 5, 1, 1), generator=generator)
+    t[:, 1] = -1
+    output = torch.randn(x0.shape, generator=generator)
+    weights = torch.rand(3, 5, 1, 1, generator=torch.Generator().manual_seed(5))
+    kwargs = dict(seed=3, keys=torch.arange(3), weights=weights, prediction="v", x0=x0)
+    pred = output.clone().requires_grad_()
+    loss = keyed_mse(process, pred, t, **kwargs)
+    loss.backward()
+    with backend("torch"):
+        ref = output.clone().requires_grad_()
+        loss_ref = keyed_mse(process, ref, t, **kwargs)
+        loss_ref.backward()
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=0)
+    torch.testing.assert_close(pred.grad, ref.grad, rtol=0, atol=1e-6)
+    assert not pred.grad[:, 1].any()  # the clean frame adds nothing
+
+
+@pytest.mark.parametrize("axis", [0, 2])  # frames; channels: runs off group boundaries
+def test_kernel_shards_are_slices_of_the_unsharded_kernel(axis):
+    process = nj.ForwardProcess(SCHEDULE)
+    x0, t = _clip_case()
+    keys = torch.arange(3)
+    full_x_t, full_noise = process.q_sample(x0, t, seed=2, keys=keys)
+    size = CLIP[axis + 1]
+    output = torch.randn(CLIP, generator=torch.Generator().manual_seed(6))
+    full = output.clone().requires_grad_()
+    keyed_mse(process, full, t, seed=2, keys=keys).backward()
+    pieces, grads = [], []
+    for start, stop in [(0, 1), (1, size)]:
+        local = t.narrow(1, start, stop - start) if axis == 0 else t
+        shard = (axis, start, stop, size)
+        piece = x0.narrow(axis + 1, start, stop - start)
+        pieces.append(process.q_sample(piece, local, seed=2, keys=keys, shard=shard))
+        pred = output.narrow(axis + 1, start, stop - start).clone().requires_grad_()
+        keyed_mse(process, pred, local, seed=2, keys=keys, shard=shard).backward()
+        grads.append(pred.grad)
+    assert torch.equal(torch.cat([p[0] for p in pieces], axis + 1), full_x_t)
+    assert torch.equal(torch.cat([p[1] for p in pieces], axis + 1), full_noise)
+    assert torch.equal(torch.cat(grads, axis + 1), full.grad)
 
 
 def test_backend_switch():

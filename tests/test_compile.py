@@ -1,9 +1,11 @@
 """torch.compile keeps every result bitwise (issue 9, item 1).
 
 One compiled function (fullgraph, tensor t) covers isotropic noise, a correlated family
-(pink: FFT), a diagonal family with per-element steps, keyed_mse (v target with min-SNR
-weights, a correlated family, per-element steps; the sample target with EDM's weighting,
-the flow velocity with cosmap, P2 per element with per-sample losses), keyed_x_t, the
+(pink: FFT), a diagonal family with per-element steps, per-frame steps with clean frames
+and frame-correlated noise (the "frames" path: no host read), keyed_mse (v target with
+min-SNR weights, a correlated family, per-element steps and weights; the sample target
+with EDM's weighting, the flow velocity with cosmap, P2 per element with per-sample
+losses), keyed_x_t, the
 diffusers adapter's add_fresh_noise, a discrete and a continuous schedule; every output
 must equal eager's bit for bit. Compiling costs seconds, so this is the one compile test
 of the suite; the wider matrix (every family, dtypes, default and fullgraph modes) is
@@ -36,6 +38,7 @@ def _processes():
         "isotropic": nj.ForwardProcess(schedule),
         "diagonal": nj.ForwardProcess(schedule, noise=get_noise("diagonal", variance=variance)),
         "pink": nj.ForwardProcess(schedule, noise="pink"),
+        "frames": nj.ForwardProcess(schedule, noise=get_noise("frames-progressive", rho=0.9)),
         "flow": nj.ForwardProcess(FlowMatching()),
     }
 
@@ -50,17 +53,21 @@ def test_one_compiled_training_function_equals_eager_bitwise():
     model_output = torch.randn(4, 3, 8, 8, generator=generator)
     t = torch.tensor([0, 10, 500, 999])
     t_element = torch.randint(0, 1000, (4, 3, 1, 1), generator=generator)
+    t_element[:, 0] = -1  # a clean context frame
+    frame_weights = torch.rand(4, 3, 1, 1, generator=generator)
     t_flow = torch.rand(4, generator=generator, dtype=torch.float64)
     keys = torch.arange(4) + 2**40  # keys beyond 32 bits: both key words in play
     log_weights = torch.zeros(4)
     edm, cosmap, p2 = (get_weighting(name) for name in ("edm", "cosmap", "p2"))
 
     def step(x0, model_output, t, t_element, t_flow, keys, log_weights):
-        iso, diag, pink, flow = (processes[n] for n in ("isotropic", "diagonal", "pink", "flow"))
+        names = ("isotropic", "diagonal", "pink", "flow", "frames")
+        iso, diag, pink, flow, frames = (processes[n] for n in names)
         return {
             "isotropic": iso.q_sample(x0, t, seed=7, keys=keys),
             "pink": pink.q_sample(x0, t, seed=7, keys=keys),
             "diagonal per element": diag.q_sample(x0, t_element, seed=7, keys=keys),
+            "frames per frame": frames.q_sample(x0, t_element, seed=7, keys=keys),
             "flow": flow.q_sample(x0, t_flow, seed=7, keys=keys),
             "keyed_mse v min-snr": keyed_mse(
                 iso, model_output, t, seed=7, keys=keys, prediction="v", x0=x0, min_snr_gamma=5.0
@@ -76,7 +83,9 @@ def test_one_compiled_training_function_equals_eager_bitwise():
                 weights=torch.exp(-log_weights),
             ),  # fmt: skip
             "keyed_mse pink": keyed_mse(pink, model_output, t, seed=7, keys=keys),
-            "keyed_mse per element": keyed_mse(diag, model_output, t_element, seed=7, keys=keys),
+            "keyed_mse per element": keyed_mse(
+                diag, model_output, t_element, seed=7, keys=keys, weights=frame_weights
+            ),
             "keyed_mse sample edm": keyed_mse(
                 iso, model_output, t, seed=7, keys=keys, prediction="sample", x0=x0, weighting=edm
             ),

@@ -266,10 +266,15 @@ def test_time_outside_unit_interval_is_refused(t):
         nj.ForwardProcess(FlowMatching()).q_sample(x0, t)
 
 
-@pytest.mark.parametrize("sigma", [0.0, -1.0, math.inf])
+@pytest.mark.parametrize("sigma", [0.0, -1.0, math.inf, -0.5])
 def test_edm_sigma_must_be_positive(sigma):
-    with pytest.raises(ValueError, match=r"sigma in \(0, 1e\+15\]"):
-        nj.ForwardProcess(EDM()).q_sample(torch.zeros(2, 3), sigma)
+    process, x0 = nj.ForwardProcess(EDM()), torch.randn(2, 3)
+    if sigma in (0.0, -1.0):  # the data (sigma 0, or the clean marker -1): no noise added
+        x_t, noise = process.q_sample(x0, sigma, seed=0, keys=torch.arange(2))
+        assert torch.equal(x_t, x0)
+    else:
+        with pytest.raises(ValueError, match=r"sigma in \[0, 1e\+15\] \(or -1 for the data\)"):
+            process.q_sample(x0, sigma)
     with pytest.raises(ValueError, match="sigma must be a positive finite float"):
         EDM().c_skip(sigma)
 

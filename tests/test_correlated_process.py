@@ -178,9 +178,14 @@ def test_per_frame_steps_broadcast():
     process = nj.ForwardProcess(SCHEDULE, get_noise("frames-progressive", rho=0.9, axis=0))
     x0 = torch.zeros(2, 4, 1, 3, 3, dtype=F64)
     t = torch.tensor([[3, 5, 5, 9], [0, 0, 1, 1]]).reshape(2, 4, 1, 1, 1)
-    assert process.plan(t, x0.shape).draws == 5  # distinct steps over the batch: 0 1 3 5 9
+    plan = process.plan(t, x0.shape)
+    assert (plan.path, plan.draws) == ("frames", 1)  # one draw mixed across the 4 frames
     x_t, _ = process.q_sample(x0, t)
     assert x_t.shape == x0.shape
+    # Without a frame split: one draw per distinct step of a sample (3 5 9 | 0 1), not of
+    # the whole batch (0 1 3 5 9).
+    increments = nj.ForwardProcess(SCHEDULE, get_noise("offset")).plan(t, x0.shape)
+    assert (increments.path, increments.draws) == ("increments", 3)
 
 
 def test_forced_chain_is_the_chain():

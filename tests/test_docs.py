@@ -16,6 +16,7 @@ PAGES = [
     "docs/keyed-noise.md",
     "docs/samplers.md",
     "docs/weightings.md",
+    "docs/diffusion-forcing.md",
     "README.md",
 ]
 
@@ -54,6 +55,7 @@ MATH_PAGES = [
     "keyed-noise",
     "samplers",
     "weightings",
+    "diffusion-forcing",
 ]
 
 

@@ -16,6 +16,7 @@ DOCUMENTED = {
     "noisejump.objective": ["keyed_mse", "TimestepSampler", "min_snr_weight", "target"],
     "noisejump.schedules": ["Schedule", "DiscreteSigmas", "ScheduleLike"],
     "noisejump.processes": ["ForwardProcess", "MixtureProcess", "BlurringProcess"],
+    "noisejump.sequences": ["independent_steps", "scheduling_matrix", "frame_steps"],
 }
 
 

@@ -50,6 +50,7 @@ def test_kernels_compile_for_a_gpu_and_fast_mode_uses_the_approximations():
         "sqrt.approx",
     ]
     assert used["mse v fp32 accurate"] == "sqrt.rn"
+    assert used["q_sample fp32 per frame"] == used["mse v fp32 accurate per frame"] == "sqrt.rn"
 
 
 def test_importing_noisejump_does_not_import_triton():

@@ -139,7 +139,7 @@ def test_verify_refuses_bad_arguments():
         nj.verify(process, 10, alpha=0.0)
     with pytest.raises(ValueError, match="two spatial axes"):
         nj.verify(process, 10, exact_shape=(16,))
-    with pytest.raises(ValueError, match="per_element needs a ForwardProcess"):
+    with pytest.raises(ValueError, match="per_element and per_frame need a ForwardProcess"):
         nj.verify(BlurringProcess(SCHEDULE), 10, per_element=True)
 
 

@@ -255,8 +255,10 @@ def test_trajectory_is_consistent_successive_jumps(process):
 def test_bad_steps(process):
     x0 = torch.randn(4, 3)
     cases = [
-        (ValueError, r"t must be integers in \[0, 999\], got 1000", 1000),
-        (ValueError, r"got -1", -1),
+        # -1 is the data (a clean element), allowed; nothing below it is
+        (ValueError, r"t must be integers in \[-1, 999\], got 1000", 1000),
+        (ValueError, r"got -2", -2),
+        (ValueError, r"values in \[-2, 1\]", torch.tensor([-2, 1, 0, 0])),
         (ValueError, r"values in \[0, 1000\]", torch.tensor([0, 1, 2, 1000])),
         (TypeError, "floating t", 3.0),
         (TypeError, "floating t", torch.tensor([1.0, 2.0, 3.0, 4.0])),

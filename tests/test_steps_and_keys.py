@@ -29,7 +29,7 @@ def test_steps_of_every_integer_dtype_give_the_int64_answer(dtype):
 @pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64])
 def test_unsigned_steps_out_of_range_name_their_real_values(dtype):
     with pytest.raises(
-        ValueError, match=r"t must be integers in \[0, 999\], got values in \[5, 1000\]"
+        ValueError, match=r"t must be integers in \[-1, 999\], got values in \[5, 1000\]"
     ):
         PROCESS.q_sample(X0, torch.tensor([5, 1000, 7]).to(dtype))
 

@@ -83,7 +83,8 @@ def test_a_config_without_process_is_a_ddpm_run():
     del saved["process"]  # checkpoints written before the option
     assert TrainConfig.from_json(saved).process == "ddpm"
     assert isinstance(_tiny().build_process(), CategoricalProcess)
-    assert list(PROCESSES)[:3] == ["ddpm", "absorbing", "uniform"]
+    # One table of processes: main's Gaussian ones first (ddpm the default), the tokens last.
+    assert list(PROCESSES) == ["ddpm", "flow", "edm", "vp", "absorbing", "uniform"]
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,18 @@ def test_a_config_without_process_is_a_ddpm_run():
         (dict(noise="pink"), "--noise does not apply"),
         (dict(timestep_sampler="logit_normal"), "must be one of \\('uniform', 'stratified'\\)"),
         (dict(data="photos"), "--data 'photos' has no token form"),
-        (dict(process="gaussian"), "process must be one of \\['ddpm', 'absorbing', 'uniform'"),
+        (dict(process="gaussian"), "process must be one of \\['ddpm', 'flow', 'edm', 'vp', "),
+        # The options of the Gaussian objective (samplers, shifts, weightings, perturbations).
+        (dict(shift=3.0), "--shift does not apply to --process absorbing"),
+        (dict(process="uniform", shift=2.0), "--shift does not apply to --process uniform"),
+        (dict(process="uniform", weighting="min_snr"), "--weighting does not apply"),
+        (dict(max_weight=5.0), "--max-weight does not apply"),
+        (dict(input_perturbation=0.1), "--input-perturbation does not apply"),
+        (dict(process="uniform", time_offset=0.1), "--time-offset does not apply"),
+        (dict(t_min=0.1), "--t-min does not apply to --process absorbing"),
+        (dict(timestep_sampler="importance"), "must be one of \\('uniform', 'stratified'\\)"),
+        (dict(process="uniform", timestep_sampler="log_normal"), "a sampler on u"),
+        (dict(process="uniform", timestep_sampler="uniform", logit_std=0.5), "--logit-std"),
     ],
 )
 def test_token_runs_refuse_gaussian_options(overrides, match):
@@ -110,3 +122,57 @@ def test_train_help_lists_the_processes(capsys):
     text = capsys.readouterr().out
     for name in PROCESSES:
         assert name in text
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(process="uniform", diffusion_steps=50, timestep_sampler="mode"),
+        dict(process="uniform", diffusion_steps=50, timestep_sampler="importance"),
+        dict(process="uniform", diffusion_steps=50, t_min=0.2, t_max=0.8),
+        dict(timestep_sampler="stratified"),
+    ],
+)
+def test_token_runs_take_the_samplers_that_apply(overrides):
+    config = _tiny(**overrides)
+    config.validate()
+    process = config.build_process()
+    from noisejump.objective import sample_time
+
+    sampler, generator = config.build_timestep_sampler(), torch.Generator().manual_seed(0)
+    t, _ = sample_time(process, sampler, 8, generator=generator, dtype=torch.float64)
+    if process.is_continuous:  # absorbing: t in MDLM's [t_min, 1], float64
+        assert t.dtype == torch.float64 and bool(((t >= 1e-3) & (t <= 1)).all())
+    else:
+        assert t.dtype == torch.int64 and bool(((t >= 0) & (t < 50)).all())
+    if "t_min" in overrides:  # u in [0.2, 0.8] of T = 50 steps
+        assert bool(((t >= 9) & (t <= 40)).all())
+
+
+def test_resume_alone_keeps_a_token_runs_options(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    config = _tiny("uniform", diffusion_steps=50, steps=2)
+    assert main(["train", str(run), "--quiet", "--process", "uniform", *cli_args(config)]) == 0
+    capsys.readouterr()
+    # --resume with --steps only: the process, schedule and U-Net are the run's saved ones.
+    assert main(["train", str(run), "--resume", "--quiet", "--steps", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "finished" and summary["resumed_from"] == 2
+    state = json.loads(next((run / "checkpoints").glob("step-*3/state.json")).read_text())
+    assert (state["config"]["process"], state["config"]["diffusion_steps"]) == ("uniform", 50)
+
+    # Another objective is refused before any data is read.
+    def unread(spec):
+        raise AssertionError(f"the tokens were read ({spec})")
+
+    monkeypatch.setattr(tokens, "load_tokens", unread)
+    changed = ["--steps", "4", "--timestep-sampler", "stratified"]
+    assert main(["train", str(run), "--resume", "--quiet", *changed]) == 2
+    assert "timestep_sampler: checkpoint 'uniform' vs now 'stratified'" in capsys.readouterr().err
+
+
+def test_objective_refuses_token_processes(tmp_path, capsys):
+    code = main(["objective", "--config", "--process absorbing", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--process absorbing trains tokens on its ELBO" in err and "ddpm, flow, edm, vp" in err

@@ -130,3 +130,69 @@ def test_a_schedule_shorter_than_the_ddim_default_still_samples(tmp_path, capsys
     summary = json.loads(capsys.readouterr().out)
     assert (tmp_path / "run" / "samples.png").exists() and summary["steps"] == 2
     assert main(["sample", str(tmp_path / "run"), "--num", "2", "--out", str(tmp_path / "s")]) == 0
+
+
+def test_an_empty_folder_path_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)  # was: folder: read the current folder, silently
+    Image.new("L", (8, 8)).save(tmp_path / "here.png")
+    assert main(["train", "run", "--data", "folder:"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "noisejump train: error: data 'folder:' names no folder; write folder:PATH "
+        "(folder:. for the current folder)"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def _pictures(folder, count=4):
+    from PIL import Image
+
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for i in range(count):
+        pixels = torch.randint(0, 256, (8, 8), generator=generator, dtype=torch.uint8)
+        Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+
+
+def test_one_folder_spelt_three_ways_is_the_same_data_on_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _pictures(tmp_path / "x")
+    config = tiny_config(steps=2, checkpoint_every=2, batch_size=4)
+    data = ["--data", "folder:./x/", "--image-size", "8"]
+    assert _train("run", *data, config=config) == 0
+    capsys.readouterr()
+    for i, spelling in enumerate(("folder:x", f"folder:{tmp_path / 'x'}"), start=1):
+        more = tiny_config(steps=2 + 2 * i, checkpoint_every=2, batch_size=4)
+        # was "data: checkpoint folder:./x/ vs now folder:x", exit 2
+        assert _train("run", "--resume", "--data", spelling, "--image-size", "8",
+                      config=more) == 0, capsys.readouterr().err  # fmt: skip
+        assert json.loads(capsys.readouterr().out)["resumed_from"] == 2 * i
+    # Another folder under the same relative name is another data set.
+    (tmp_path / "elsewhere").mkdir()
+    _pictures(tmp_path / "elsewhere" / "x")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    more = tiny_config(steps=8, checkpoint_every=2, batch_size=4)
+    assert _train(tmp_path / "run", "--resume", "--data", "folder:x", "--image-size", "8",
+                  config=more) == 2  # fmt: skip
+    assert f"data: checkpoint 'folder:{tmp_path / 'x'}' vs now" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("first", "then"), [([], ["--no-bf16"]), (["--no-bf16"], [])])
+def test_bf16_changes_nothing_on_the_cpu_and_does_not_block_resume(tmp_path, capsys, first, then):
+    """bfloat16 autocast is used on CUDA only: on the CPU --no-bf16 trains the same run,
+    and a resume with or without it continues the run (it was refused as a changed
+    option)."""
+    assert _train(tmp_path / "a", *first, config=tiny_config(steps=2, checkpoint_every=2)) == 0
+    if then:  # the same run with and without --no-bf16 (the losses once are enough)
+        assert _train(tmp_path / "b", *then, config=tiny_config(steps=2)) == 0
+        losses = [json.loads((tmp_path / r / "losses.json").read_text()) for r in ("a", "b")]
+        assert losses[0] == losses[1]
+    capsys.readouterr()
+    assert _train(tmp_path / "a", "--resume", *then, config=tiny_config(steps=3)) == 0
+    err = capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["resumed_from"] == 2
+    if then:  # given, and different from the run's: said to have no effect
+        assert "bf16 False has no effect on cpu" in err and "keeps bf16 True" in err
+    else:  # not given: the run's own value, nothing to say
+        assert "bf16" not in err

@@ -301,3 +301,83 @@ def test_a_checkpoint_from_before_checksums_is_read_with_a_warning(tmp_path, who
     summary = train(CONFIG, run, resume=True, progress=False)
     assert summary["resumed_from"] == 4 and losses(run) == whole
     assert "written before checksums: not verified" in capsys.readouterr().err
+
+
+def _signal_at_third_evaluation(name, calls):
+    """During the final sampling: the process signals itself at the sampler's third
+    network evaluation; ``calls`` counts the evaluations made."""
+    from noisejump.train import sampling
+
+    real = sampling._predict_x0
+
+    def counted(*args, **kwargs):
+        count = int(calls.read_text()) + 1 if calls.exists() else 1
+        calls.write_text(str(count))
+        if count == 3:
+            os.kill(os.getpid(), signal.Signals[name])
+        return real(*args, **kwargs)
+
+    sampling._predict_x0 = counted
+
+
+def _signal_while_writing_the_last_checkpoint(name, calls):
+    """Between the last step's agreement on signals and the end of its checkpoint write."""
+
+    def at_state_json_8(point, step):
+        if (point, step) == ("state.json", 8):
+            os.kill(os.getpid(), signal.Signals[name])
+
+    faults.reached = at_state_json_8
+
+
+@pytest.mark.parametrize(
+    "when", [_signal_at_third_evaluation, _signal_while_writing_the_last_checkpoint]
+)
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_after_the_last_step_stops_at_once_and_resume_finishes_the_run(
+    tmp_path, whole, when, name, code, capsys
+):
+    run, log, calls = tmp_path / "run", tmp_path / "stderr.txt", tmp_path / "calls"
+    config = tiny_config(steps=8, checkpoint_every=4, final_samples=4)
+
+    def child():
+        when(name, calls)  # only in this forked child
+        return main(["train", str(run), "--quiet", *cli_args(config)])
+
+    status = in_child(child, stderr=log)
+    err = log.read_text()
+    assert status == code and "Traceback" not in err, err
+    assert f"stopped by {name} after step 8, the last," in err
+    assert (
+        f"to write the summary and the final samples, run `noisejump train {run} --resume`" in err
+    )
+    if when is _signal_at_third_evaluation:
+        assert (
+            calls.read_text() == "3"
+        )  # of DDIM's 50: it stopped in the evaluation it got the signal
+    assert not (run / "summary.json").exists() and not (run / "samples.png").exists()
+    assert checkpoint.load(run / "checkpoints" / "step-00000008")[1]["step"] == 8
+    # --resume alone (every option from the run) writes what is missing and nothing else.
+    capsys.readouterr()
+    assert main(["train", str(run), "--resume", "--quiet"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["resumed_from"] == 8
+    assert summary["steps"] == 8 and (run / "samples.png").stat().st_size > 0
+    assert losses(run) == whole
+
+
+def test_resume_alone_continues_with_every_option_the_run_saved(tmp_path, whole, capsys):
+    """``--resume`` without --steps or any other option: the saved run's values (it was
+    the defaults: a refusal listing a dozen changed options)."""
+    run, log = tmp_path / "run", tmp_path / "stderr.txt"
+    args = ["train", str(run), "--quiet", *cli_args(CONFIG), "--keep-checkpoints", "1"]
+    assert in_child(lambda: main(args), env={faults.SIGNAL_ENV: "SIGINT@6"}, stderr=log) == 130
+    assert main(["train", str(run), "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from"] == 6 and summary["steps"] == 8
+    assert losses(run) == whole
+    assert [p.name for p in checkpoint.complete_checkpoints(run)] == ["step-00000008"]
+    # Once finished, --resume alone has nothing to do, and says which option would.
+    capsys.readouterr()
+    assert main(["train", str(run), "--resume", "--quiet"]) == 2
+    assert "pass --steps above 8 to train further" in capsys.readouterr().err

@@ -174,3 +174,15 @@ def test_sample_grids_are_scaled_up_by_nearest_neighbour_and_captioned(tmp_path)
     left = (picture.width - mosaic.shape[1]) // 2  # centred when the caption is wider
     below = pixels[band:, left : left + mosaic.shape[1]]
     assert (below == np.asarray(Image.fromarray(mosaic).convert("L"))).all()
+
+
+def test_show_defaults_its_columns_to_the_schedules_steps(tmp_path, capsys):
+    from noisejump.commands.show import DEFAULT_STEPS, default_steps
+
+    assert default_steps(1000) == list(DEFAULT_STEPS)
+    assert default_steps(10) == [0, 1, 2, 3, 5, 7, 9]  # the same fractions of T = 10
+    assert default_steps(2) == [0, 1]
+    # was "steps must be non-empty and in [0, 9], got [0, 50, ..., 999]", exit 2
+    out = tmp_path / "t10.png"
+    assert main(["show", "--diffusion-steps", "10", "--size", "8", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out) and out.stat().st_size > 0

@@ -18,6 +18,7 @@ validates one real parameter (a shift, a sampler's mean) at construction.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ from ._numpy import from_numpy
 __all__ = [
     "as_device",
     "as_int64",
+    "broadcasts_per_element",
+    "check_count",
     "check_device",
     "check_order",
     "check_range",
@@ -128,6 +131,28 @@ def check_order(
 
 def _show(v: object) -> object:
     return v.flatten().tolist() if isinstance(v, torch.Tensor) else v
+
+
+def broadcasts_per_element(t_shape: tuple[int, ...], like_shape: tuple[int, ...]) -> bool:
+    """True when steps of ``t_shape`` are one per element of a sample of ``like_shape``:
+    as many dimensions, each of size 1 or the sample's."""
+    return len(t_shape) == len(like_shape) and all(
+        a in (1, b) for a, b in zip(t_shape, like_shape, strict=True)
+    )
+
+
+def check_count(value: Any, name: str, low: int = 0) -> int:
+    """An int >= ``low`` (NumPy integers too): TypeError for anything else, ValueError below
+    ``low``, both naming the argument and the value."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {low}, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int >= {low}, got {value!r}") from None
+    if number < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {number}")
+    return number
 
 
 def as_device(device: torch.device | str, name: str = "device") -> torch.device:

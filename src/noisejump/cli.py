@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
-from .commands import bench, evaluate, sample, schedules, show, train, verify
+from .commands import bench, evaluate, objective, sample, schedules, show, train, verify
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
-COMMANDS = (train, sample, evaluate, show, schedules, verify, bench)
+COMMANDS = (train, objective, sample, evaluate, show, schedules, verify, bench)
 
 #: The exit status when stdout is closed early (``noisejump verify | head -1``): 128 +
 #: SIGPIPE (13), what a shell reports for ``yes | head -1``, so a pipeline under ``set -o
@@ -26,8 +27,10 @@ EXIT_BROKEN_PIPE = 141
 EXIT_STATUS = """\
 exit status:
   0    success
-  1    a check failed (verify: FAIL; evaluate: a done-when check)
+  1    a check failed (verify: FAIL; evaluate: a done-when check), the memory ran out,
+       or train stopped (diverged, run folder busy, disk full)
   2    bad arguments or input (one line on stderr says which)
+  130  train stopped by SIGINT (143: SIGTERM) after writing a checkpoint
   141  stdout was closed before the output was written (e.g. piped into head)"""
 
 
@@ -45,6 +48,21 @@ class ArgumentParser(argparse.ArgumentParser):
             (file or sys.stderr).write(message)
 
 
+class SubcommandParser(ArgumentParser):
+    """The parser of one subcommand: an argument it does not know is its own error, so
+    the pointer names its help (``See 'noisejump train --help'``), not the top level's.
+
+    argparse hands a subcommand's unknown arguments up to the top-level parser, which
+    reports them as its own; everything after the subcommand's name is the subcommand's.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="noisejump",
@@ -53,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"noisejump {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=SubcommandParser
+    )
     for command in COMMANDS:
         command.add_parser(subparsers)
     return parser
@@ -83,6 +103,45 @@ def _run(argv: list[str] | None) -> int:
     except (ValueError, TypeError) as error:
         print(f"noisejump {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as error:
+        failed = allocation_failure(error)
+        if failed is None:
+            raise
+        print(
+            f"noisejump {args.command}: error: out of memory: {failed}; choose smaller sizes "
+            f"(their bounds are in 'noisejump {args.command} --help')",
+            file=sys.stderr,
+        )
+        return 1
+
+
+#: The size in the allocators' messages: PyTorch's CPU allocator ("you tried to allocate
+#: 1440000000000 bytes"), its CUDA allocator ("Tried to allocate 20.00 GiB"), NumPy's
+#: ("Unable to allocate 7.45 TiB for an array ...").
+_ALLOCATION = re.compile(r"allocate (?:(\d+) bytes|([\d.]+ ?[KMGTPE]i?B))")
+
+
+def allocation_failure(error: BaseException) -> str | None:
+    """What an allocation failure tried, in a few words ("could not allocate 1.3 TiB"),
+    or None if ``error`` is not one."""
+    import torch
+
+    text = str(error)
+    if not (
+        isinstance(error, (MemoryError, torch.OutOfMemoryError))
+        or "can't allocate memory" in text
+        or "not enough memory" in text
+    ):
+        return None
+    match = _ALLOCATION.search(text)
+    if match is None:
+        return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    if match[2]:
+        return f"could not allocate {match[2]}"
+    size, units = float(match[1]), ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    while size >= 1024 and len(units) > 1:
+        size, units = size / 1024, units[1:]
+    return f"could not allocate {size:.1f} {units[0]}"
 
 
 def _discard_stdout() -> None:

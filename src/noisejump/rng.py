@@ -31,7 +31,6 @@ lo = (c M_s) mod 2^32 and hi = ((c M_s) >> 32) + c (mod 2^32).
 # No "from __future__ import annotations": torch.library reads the op's annotations as types.
 import functools
 import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +38,8 @@ import numpy as np
 import torch
 
 from ._numpy import from_numpy
-from .checks import as_device, as_int64, check_device, check_range
+from .checks import as_device, as_int64, check_count, check_device, check_range
+from .shards import Shard, check_shard, full_event, shard_runs
 
 __all__ = [
     "philox4x32",
@@ -248,6 +248,7 @@ def keyed_normal(
     keys: torch.Tensor,
     stream: int = 0,
     device: torch.device | str | None = None,
+    shard: Any = None,
 ) -> torch.Tensor:
     """Standard normal noise of ``shape`` (batch first), keyed per sample: float32.
 
@@ -262,8 +263,12 @@ def keyed_normal(
             (32-bit words), on the CPU or on ``device``.
         stream: int in [0, 2^32): independent streams for the same (seed, keys).
         device: where to build it (default: keys' device).
+        shard: (axis, start, stop, size): ``shape`` holds elements [start, stop) along
+            event axis ``axis`` of samples whose full length there is ``size``; each element
+            gets the value it has in the full sample (``noisejump.shards``), so the shards
+            put together are the unsharded noise, bitwise.
     """
-    shape = tuple(_count(n, "shape entries") for n in shape)
+    shape = tuple(check_count(n, "shape entries") for n in shape)
     if len(shape) < 1:
         raise ValueError("shape must have a batch dimension, got ()")
     keys = from_numpy(keys)
@@ -271,20 +276,27 @@ def keyed_normal(
         device = keys.device if isinstance(keys, torch.Tensor) else torch.device("cpu")
     device = as_device(device)
     seed_words, key_a, key_b = key_words(seed, keys, shape[0], stream, device)
-    if math.prod(shape[1:]) > 4 * MAX_GROUPS:
+    checked = None if shard is None else check_shard(shard, shape[1:])
+    n_elements = math.prod(full_event(checked, shape[1:]) if checked else shape[1:])
+    if n_elements > 4 * MAX_GROUPS:
         raise ValueError(
-            f"a sample of {math.prod(shape[1:])} elements exceeds the 2^34 elements one key "
-            "can address"
+            f"a sample of {n_elements} elements exceeds the 2^34 elements one key can address"
         )
     words = torch.stack([key_a, key_b]).to(device)
-    return normal_from_words(shape, seed_words, words, stream)
+    return normal_from_words(shape, seed_words, words, stream, checked)
 
 
 def normal_from_words(
-    shape: tuple[int, ...], seed_words: tuple[int, int], words: torch.Tensor, stream: int
+    shape: tuple[int, ...],
+    seed_words: tuple[int, int],
+    words: torch.Tensor,
+    stream: int,
+    shard: Shard | None = None,
 ) -> torch.Tensor:
     """``keyed_normal`` from checked words: the Philox key (k0, k1) and the per-sample
-    counter words ``words`` (2, B) int64 (key_a and key_b rows), on the noise's device.
+    counter words ``words`` (2, B) int64 (key_a and key_b rows), on the noise's device;
+    ``shard`` (checked, ``noisejump.shards``): ``shape`` is the slice's, and its elements
+    take the counters they have in the full sample.
 
     Eagerly this runs the integer code directly; while torch.compile traces it is the
     custom op ``noisejump::keyed_normal``, opaque to the compiler, so compiled noise is
@@ -293,39 +305,68 @@ def normal_from_words(
     transcendentals differently).
     """
     if torch.compiler.is_compiling():
-        return _keyed_normal_op(words, seed_words[0], seed_words[1], stream, list(shape))
-    return _normal(shape, seed_words, words, stream)
+        shard_ints = [] if shard is None else list(shard)
+        return _keyed_normal_op(
+            words, seed_words[0], seed_words[1], stream, list(shape), shard_ints
+        )
+    return _normal(shape, seed_words, words, stream, shard)
 
 
 def _normal(
-    shape: tuple[int, ...], seed_words: tuple[int, int], words: torch.Tensor, stream: int
+    shape: tuple[int, ...],
+    seed_words: tuple[int, int],
+    words: torch.Tensor,
+    stream: int,
+    shard: Shard | None = None,
 ) -> torch.Tensor:
-    batch, n_elements = shape[0], math.prod(shape[1:])
+    batch, event = shape[0], tuple(shape[1:])
+    outer, run, stride, offset = shard_runs(shard, event)
+    device = words.device
+    if outer == 1 and offset % 4 == 0:  # one run from a group boundary (unsharded: all)
+        first, n_groups = offset // 4, -(-run // 4)
+        groups = torch.arange(first, first + n_groups, dtype=I64, device=device)
+        z = _normal_groups(groups, seed_words, words, stream).reshape(batch, 4 * n_groups)
+        if 4 * n_groups != run:
+            z = z[:, :run].contiguous()
+        return z.reshape(shape)
+    # Run o covers elements lo_o .. lo_o + run - 1: the groups from lo_o // 4 on, of which
+    # it takes the normals from lane lo_o % 4 on. lo_o % 4 repeats with period <= 4 in o.
+    starts = torch.arange(outer, dtype=I64, device=device) * stride + offset
+    lead = max((o * stride + offset) % 4 for o in range(min(outer, 4)))
+    n_groups = -(-(lead + run) // 4)
+    groups = (starts // 4)[:, None] + torch.arange(n_groups, dtype=I64, device=device)
+    z = _normal_groups(groups.flatten(), seed_words, words, stream)
+    z = z.reshape(batch, outer, 4 * n_groups)
+    lanes = (starts % 4)[:, None] + torch.arange(run, dtype=I64, device=device)
+    return z.gather(2, lanes.expand(batch, outer, run)).reshape(shape)
+
+
+def _normal_groups(
+    groups: torch.Tensor, seed_words: tuple[int, int], words: torch.Tensor, stream: int
+) -> torch.Tensor:
+    """(B, G, 4) normals of the counter groups ``groups`` (G,) int64 of every sample:
+    element 4 g + j of sample b is [b, i, j] where groups[i] = g."""
+    batch, n_groups = words.shape[1], len(groups)
     k0, k1 = seed_words
     device = words.device
-    n_groups = -(-n_elements // 4)
     if device.type == "cpu" and batch * n_groups <= NUMPY_WORDS:
         # Small batches: the same integers, and the uniforms (exact), from NumPy, whose
         # per-operation cost is a fraction of torch's; Box-Muller stays in torch.
-        u = _uniforms_numpy(np.arange(n_groups, dtype=np.uint64), stream, words.numpy(), k0, k1)
-        z = _normals(torch.from_numpy(u[0]), torch.from_numpy(u[1]))
-    else:
-        key_a, key_b = words[0].reshape(batch, 1), words[1].reshape(batch, 1)
-        z = torch.empty(batch, n_groups, 4, device=device)  # element 4 g + j of each sample
-        # Blocks of about CHUNK_WORDS counters: the temporaries stay small and cache-resident
-        # and their memory is reused from block to block (fresh large buffers cost page
-        # faults).
-        width = n_groups if device.type != "cpu" else max(1, CHUNK_WORDS // batch)
-        for start in range(0, n_groups, width):
-            group = torch.arange(start, min(start + width, n_groups), dtype=I64, device=device)
-            radius_words, angle_words = _philox_pairs(group, stream, key_a, key_b, k0, k1)
-            z[:, start : start + width] = _normals(
-                uniform_from_bits(radius_words), uniform_from_bits(angle_words)
-            )
-    z = z.reshape(batch, 4 * n_groups)
-    if 4 * n_groups != n_elements:
-        z = z[:, :n_elements].contiguous()
-    return z.reshape(shape)
+        u = _uniforms_numpy(groups.numpy().astype(np.uint64), stream, words.numpy(), k0, k1)
+        return _normals(torch.from_numpy(u[0]), torch.from_numpy(u[1]))
+    key_a, key_b = words[0].reshape(batch, 1), words[1].reshape(batch, 1)
+    z = torch.empty(batch, n_groups, 4, device=device)  # element 4 g + j of each sample
+    # Blocks of about CHUNK_WORDS counters: the temporaries stay small and cache-resident
+    # and their memory is reused from block to block (fresh large buffers cost page
+    # faults).
+    width = n_groups if device.type != "cpu" else max(1, CHUNK_WORDS // batch)
+    for start in range(0, n_groups, width):
+        group = groups[start : start + width]
+        radius_words, angle_words = _philox_pairs(group, stream, key_a, key_b, k0, k1)
+        z[:, start : start + width] = _normals(
+            uniform_from_bits(radius_words), uniform_from_bits(angle_words)
+        )
+    return z
 
 
 def _normals(u_radius: torch.Tensor, u_angle: torch.Tensor) -> torch.Tensor:
@@ -382,13 +423,14 @@ def _numpy_round_keys(k0: int, k1: int) -> np.ndarray:
 
 @torch.library.custom_op("noisejump::keyed_normal", mutates_args=())
 def _keyed_normal_op(
-    words: torch.Tensor, seed_lo: int, seed_hi: int, stream: int, shape: list[int]
+    words: torch.Tensor, seed_lo: int, seed_hi: int, stream: int, shape: list[int], shard: list[int]
 ) -> torch.Tensor:
-    return _normal(tuple(shape), (seed_lo, seed_hi), words, stream)
+    checked = Shard(*shard) if shard else None
+    return _normal(tuple(shape), (seed_lo, seed_hi), words, stream, checked)
 
 
 @_keyed_normal_op.register_fake
-def _(words, seed_lo, seed_hi, stream, shape):  # type: ignore[no-untyped-def]
+def _(words, seed_lo, seed_hi, stream, shape, shard):  # type: ignore[no-untyped-def]
     return words.new_empty(shape, dtype=torch.float32)
 
 
@@ -429,7 +471,7 @@ def training_keys(
             f"{tuple(indices.shape)}"
         )
     step, micro_step, micro_steps = (
-        _count(v, n)
+        check_count(v, n)
         for v, n in ((step, "step"), (micro_step, "micro_step"), (micro_steps, "micro_steps"))
     )
     if micro_steps < 1 or not 0 <= micro_step < micro_steps:
@@ -483,15 +525,3 @@ def check_distinct_keys(keys: torch.Tensor) -> None:
         f"those samples would get the same noise. Key each sample by its data set index "
         f"and the step (training_keys), not by its position in the batch"
     )
-
-
-def _count(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= 0, got {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int >= 0, got {value!r}") from None
-    if number < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {number}")
-    return number

@@ -155,6 +155,7 @@ def verify(
     stat_shape: tuple[int, ...] = (3, 16, 16),
     n: int = 200,
     per_element: bool = False,
+    per_frame: bool = False,
     alpha: float = 1e-3,
     seed: int = 0,
     n_projections: int = 8,
@@ -163,7 +164,8 @@ def verify(
 
     Args:
         t: the step (an int); with ``per_element`` each element gets a seeded step in
-            [0, t] (ForwardProcess only).
+            [0, t] (ForwardProcess only); with ``per_frame`` each frame of a frame family's
+            frame axis does (diffusion forcing's steps: the "frames" path).
         exact_shape, stat_shape: event shapes (batch excluded) of the exact and the
             statistical check; the exact one must stay small (d^2 memory).
         n: samples per path in the statistical check.
@@ -180,12 +182,22 @@ def verify(
     generator = torch.Generator().manual_seed(seed)
     report = VerifyReport(repr(process), t, tuple(exact_shape), tuple(stat_shape), n, alpha)
 
+    if per_element and per_frame:
+        raise ValueError("verify: give per_element or per_frame, not both")
+
     def steps_for(event: tuple[int, ...]) -> Any:  # an int, or per-element steps
-        if not per_element:
+        if not (per_element or per_frame):
             return t
         if not isinstance(process, ForwardProcess):
-            raise ValueError("verify: per_element needs a ForwardProcess")
-        return torch.randint(0, t + 1, (1, *event), generator=generator)
+            raise ValueError("verify: per_element and per_frame need a ForwardProcess")
+        if per_element:
+            return torch.randint(0, t + 1, (1, *event), generator=generator)
+        split = process.noise.frame_split(event)
+        if split is None:
+            raise ValueError(f"verify: per_frame needs a frame family, got {process.noise!r}")
+        shape = [1] * (len(event) + 1)
+        shape[split[0] + 1] = event[split[0]]
+        return torch.randint(0, t + 1, shape, generator=generator)
 
     process.check_event(tuple(exact_shape))
     process.check_event(tuple(stat_shape))
@@ -202,7 +214,7 @@ def verify(
     m_chain, c_chain = _linear_moments(
         lambda x0, draw: process._chain(x0, t_exact, draw), event, white, last + 1
     )
-    m_law, c_law = process.moments(event, t_exact if per_element else t)
+    m_law, c_law = process.moments(event, t_exact)
     report.exact_errors = {
         "mean operator: closed/law": _relative(m_closed, m_law),
         "mean operator: chain/law": _relative(m_chain, m_law),
@@ -216,7 +228,7 @@ def verify(
     x0 = torch.randn(1, *event, generator=generator, dtype=F64).expand(n, *event).contiguous()
     closed, _ = process.q_sample(x0, t_stat, generator=generator)
     chain = process.q_sample_loop(x0, t_stat, generator=generator)
-    m_law, c_law = process.moments(event, t_stat if per_element else t)
+    m_law, c_law = process.moments(event, t_stat)
     mean = (m_law @ x0[0].flatten()).expand(n, -1)
     for name, samples in (("closed", closed), ("chain", chain)):
         for test, p in stats.gaussian_pvalues(samples.reshape(n, -1), mean, c_law).items():

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from ..bench import chain, noising
 from ..schedules import schedule_names
-from ._types import DTYPES, device, positive_int, step
+from ._types import DTYPES, MAX_ELEMENTS, MAX_SAMPLES, device, positive_int, samples, step
 
 
 def add_parser(subparsers) -> None:
@@ -37,14 +38,19 @@ def add_parser(subparsers) -> None:
         help="chain: closed form vs chain (default); noising: the noising step's variants",
     )
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default: cpu)")
-    p.add_argument("--batch", type=positive_int, default=64, help="batch size (default: 64)")
+    p.add_argument(
+        "--batch",
+        type=samples,
+        default=64,
+        help=f"batch size, at most {MAX_SAMPLES} (default: 64)",
+    )
     p.add_argument(
         "--shape",
         type=positive_int,
         nargs="+",
         default=[3, 64, 64],
         metavar="N",
-        help="per-sample shape (default: 3 64 64)",
+        help="per-sample shape; batch x shape at most 2^30 elements (default: 3 64 64)",
     )
     p.add_argument(
         "--steps",
@@ -74,6 +80,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    elements = args.batch * math.prod(args.shape)
+    if elements > MAX_ELEMENTS:
+        raise ValueError(
+            f"--batch {args.batch} x --shape {' '.join(map(str, args.shape))} is {elements} "
+            f"elements; at most 2^30 = {MAX_ELEMENTS} (4 GiB in float32)"
+        )
     if args.suite == "noising":
         report = noising.noising(
             (args.batch, *args.shape),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._types import device, positive_int, seed
+from ._types import MAX_SAMPLES, device, positive_int, samples, seed
 
 
 def add_parser(subparsers) -> None:
@@ -26,7 +26,9 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_path", metavar="RUN", help="run folder or checkpoint directory")
-    p.add_argument("--num", type=positive_int, default=500, help="samples (default: 500)")
+    p.add_argument(
+        "--num", type=samples, default=500, help=f"samples, at most {MAX_SAMPLES} (default: 500)"
+    )
     p.add_argument(
         "--sampler",
         choices=("ddpm", "ddim", "ancestral"),

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._types import device, positive_int, seed
+from ._types import MAX_SAMPLES, device, positive_int, samples, seed
 
 
 def add_parser(subparsers) -> None:
@@ -43,7 +43,9 @@ def add_parser(subparsers) -> None:
         help="DDIM steps (default: 50, or the schedule's T when smaller); ancestral steps "
         "of a token run (default: 100, or T when smaller)",
     )
-    p.add_argument("--num", type=positive_int, default=64, help="samples (default: 64)")
+    p.add_argument(
+        "--num", type=samples, default=64, help=f"samples, at most {MAX_SAMPLES} (default: 64)"
+    )
     p.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
     p.add_argument(
         "--weights",
@@ -67,7 +69,7 @@ def run(args) -> int:
     from ..train import checkpoint, files
     from ..train.pictures import sample_caption, save_grid
     from ..train.restore import load_trained
-    from ..train.sampling import default_sampler, sample, sampler_steps
+    from ..train.sampling import default_sampler, process_steps, sample, sampler_steps
 
     trained = load_trained(args.checkpoint, weights=args.weights, device=args.device)
     sampler = args.sampler or default_sampler(trained.process)
@@ -91,7 +93,7 @@ def run(args) -> int:
     if not torch.isfinite(images).all():
         raise ValueError(f"sampling {args.checkpoint!r} gave non-finite values; nothing written")
     png, tensor = out.with_suffix(".png"), out.with_suffix(".safetensors")
-    steps = sampler_steps(sampler, trained.process, args.steps)
+    steps = sampler_steps(sampler, process_steps(trained.process), args.steps)
     caption = sample_caption(trained.step, sampler, steps, args.seed, args.weights)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

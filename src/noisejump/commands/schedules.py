@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..schedules import get_schedule, schedule_names
-from ._types import positive_int
+from ._types import MAX_DIFFUSION_STEPS, diffusion_steps
 
 
 def _schedule_name(text: str) -> str:
@@ -37,7 +37,12 @@ def add_parser(subparsers) -> None:
         type=_schedule_name,
         help=f"schedules to plot, of {', '.join(schedule_names())}",
     )
-    p.add_argument("--diffusion-steps", type=positive_int, default=1000, help="T (default: 1000)")
+    p.add_argument(
+        "--diffusion-steps",
+        type=diffusion_steps,
+        default=1000,
+        help=f"T, at most {MAX_DIFFUSION_STEPS} (default: 1000)",
+    )
     p.add_argument(
         "--zero-terminal-snr",
         action="store_true",

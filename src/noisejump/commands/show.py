@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..schedules import schedule_names
-from ._types import positive_int, step
+from ._types import MAX_DIFFUSION_STEPS, MAX_IMAGE_SIDE, diffusion_steps, image_side, step
 
+#: The columns for T = 1000; for another T the same fractions of it (``default_steps``).
 DEFAULT_STEPS = (0, 50, 100, 200, 300, 500, 700, 999)
 #: The picture without an IMAGE: a photo scikit-learn ships (no download).
 BUILT_IN_IMAGE = "china.jpg"
@@ -42,12 +43,18 @@ def add_parser(subparsers) -> None:
         "--steps",
         type=step,
         nargs="+",
-        default=list(DEFAULT_STEPS),
+        default=None,
         metavar="T",
-        help="columns (default: 0 50 100 200 300 500 700 999)",
+        help="columns (default: 0 50 100 200 300 500 700 999 for T = 1000; for another T "
+        "the same fractions of T, e.g. 0 1 2 3 5 7 9 for T = 10)",
     )
     p.add_argument("--schedule", choices=schedule_names(), default="linear")
-    p.add_argument("--diffusion-steps", type=positive_int, default=1000, help="T (default: 1000)")
+    p.add_argument(
+        "--diffusion-steps",
+        type=diffusion_steps,
+        default=1000,
+        help=f"T, at most {MAX_DIFFUSION_STEPS} (default: 1000)",
+    )
     p.add_argument(
         "--colour",
         choices=colours(),
@@ -56,9 +63,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--size",
-        type=positive_int,
+        type=image_side,
         default=64,
-        help="side of the (resized, centre-cropped) image (default: 64)",
+        help=f"side of the (resized, centre-cropped) image, at most {MAX_IMAGE_SIDE} (default: 64)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     p.add_argument(
@@ -74,7 +81,8 @@ def run(args) -> int:
     from ..train.trajectories import BLUR_SIGMA_MAX_64, trajectory_rows
 
     image = load_image(args.image or built_in_image(), args.size)
-    rows = trajectory_rows(image, args.steps, schedule=args.schedule,
+    steps = args.steps if args.steps is not None else default_steps(args.diffusion_steps)
+    rows = trajectory_rows(image, steps, schedule=args.schedule,
                            diffusion_steps=args.diffusion_steps, colour=args.colour,
                            seed=args.seed)  # fmt: skip
     blur = BLUR_SIGMA_MAX_64 * args.size / 64
@@ -82,8 +90,16 @@ def run(args) -> int:
         f"{args.schedule} schedule, T = {args.diffusion_steps}; blurring rows: blur radius "
         f"sigma_B(t) = {blur:g} px x (1 - alpha_bar_t)"
     )
-    print(plot_trajectories(rows, args.steps, output_path(args.out, "trajectory.png"), title))
+    print(plot_trajectories(rows, steps, output_path(args.out, "trajectory.png"), title))
     return 0
+
+
+def default_steps(num_steps: int) -> list[int]:
+    """The columns of ``DEFAULT_STEPS`` scaled to a schedule of ``num_steps`` = T steps:
+    t -> min(T - 1, round(t T / 1000)) (halves round up), repeats dropped; for T = 1000,
+    ``DEFAULT_STEPS`` itself."""
+    scaled = (min(num_steps - 1, (t * num_steps + 500) // 1000) for t in DEFAULT_STEPS)
+    return sorted(set(scaled))
 
 
 def built_in_image() -> str:

@@ -5,21 +5,171 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 
-from ._types import device, non_negative_int, positive_float, positive_int, seed
+from ._types import (
+    MAX_BLOCKS,
+    MAX_CHANNEL_MULT,
+    MAX_CHANNELS,
+    MAX_DIFFUSION_STEPS,
+    MAX_IMAGE_SIDE,
+    MAX_SAMPLES,
+    blocks,
+    channel_mult,
+    channels,
+    device,
+    diffusion_steps,
+    image_side,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    samples,
+    samples_or_none,
+    seed,
+)
+
+#: The TrainConfig fields ``add_objective_arguments`` and ``add_perturbation_arguments``
+#: define (the options of ``noisejump objective`` are the first group).
+OBJECTIVE_FIELDS = (
+    "process", "schedule", "diffusion_steps", "zero_terminal_snr", "shift", "prediction",
+    "weighting", "snr_gamma", "p2_gamma", "p2_k", "sigma_data", "max_weight",
+    "timestep_sampler", "logit_mean", "logit_std", "mode_scale", "beta_a", "beta_b",
+    "p_mean", "p_std", "t_min", "t_max",
+)  # fmt: skip
+PERTURBATION_FIELDS = ("input_perturbation", "time_offset")
+
+
+def add_objective_arguments(p, d) -> None:
+    """The options that set a run's objective (process, schedule, shift, target,
+    weighting, timestep sampler), with ``d`` (a TrainConfig) for the defaults: shared by
+    ``noisejump train`` and ``noisejump objective``."""
+    from ..objective import PREDICTIONS
+    from ..schedules import schedule_names
+    from ..train.objective import PROCESSES, TIMESTEP_SAMPLERS, TRAIN_WEIGHTINGS
+
+    g = p.add_argument_group("objective (noisejump objective inspects these)")
+    g.add_argument(
+        "--process",
+        choices=list(PROCESSES),
+        default=d.process,
+        help="what is trained: " + "; ".join(f"{name}: {what}" for name, what in PROCESSES.items()),
+    )
+    g.add_argument(
+        "--schedule",
+        choices=schedule_names(),
+        default=d.schedule,
+        help=f"the discrete schedule of --process ddpm and uniform (default: {d.schedule})",
+    )
+    g.add_argument(
+        "--diffusion-steps",
+        type=diffusion_steps,
+        default=d.diffusion_steps,
+        help=f"T, steps of the ddpm and uniform processes, at most {MAX_DIFFUSION_STEPS} "
+        f"(default: {d.diffusion_steps})",
+    )
+    g.add_argument(
+        "--zero-terminal-snr",
+        action="store_true",
+        help="rescale the schedule to zero terminal SNR (Lin et al. 2023; needs "
+        "--prediction v or sample)",
+    )
+    g.add_argument(
+        "--shift",
+        type=positive_float,
+        default=d.shift,
+        help="log-SNR shift s: lambda -> lambda - 2 log s (s > 1 adds noise; SD3 uses 3); "
+        "flow: the model sees the shifted t' = s t / (1 + (s - 1) t) (default: 1, none)",
+    )
+    g.add_argument(
+        "--prediction",
+        choices=PREDICTIONS,
+        default=d.prediction,
+        help="the model's target: epsilon (noise), v, sample (x0), or flow_velocity (e - x0, "
+        f"--process flow only) (default: {d.prediction})",
+    )
+    g.add_argument(
+        "--weighting",
+        choices=TRAIN_WEIGHTINGS,
+        default=d.weighting,
+        help="loss weight per sample (docs/weightings.md); edm2 is learned: train refuses "
+        f"it, objective reports it not inspectable (default: {d.weighting})",
+    )
+    g.add_argument(
+        "--snr-gamma",
+        type=positive_float,
+        default=d.snr_gamma,
+        help=f"gamma of min_snr and soft_min_snr (default: {d.snr_gamma})",
+    )
+    g.add_argument("--p2-gamma", type=float, default=d.p2_gamma, help="gamma of p2 (default: 1)")
+    g.add_argument("--p2-k", type=positive_float, default=d.p2_k, help="k of p2 (default: 1)")
+    g.add_argument(
+        "--sigma-data",
+        type=positive_float,
+        default=d.sigma_data,
+        help=f"EDM's sigma_data (--process edm, --weighting edm) (default: {d.sigma_data})",
+    )
+    g.add_argument(
+        "--max-weight",
+        type=positive_float,
+        default=d.max_weight,
+        help="cap the per-sample weight (needed where a weighting diverges at an end the "
+        "process reaches) (default: no cap)",
+    )
+    g.add_argument(
+        "--timestep-sampler",
+        choices=TIMESTEP_SAMPLERS,
+        default=d.timestep_sampler,
+        help="how t is drawn (docs/samplers.md; edm takes log_normal) "
+        f"(default: {d.timestep_sampler})",
+    )
+    g.add_argument("--logit-mean", type=float, default=d.logit_mean, help="m of logit_normal (0)")
+    g.add_argument(
+        "--logit-std", type=positive_float, default=d.logit_std, help="s of logit_normal (1)"
+    )
+    g.add_argument("--mode-scale", type=float, default=d.mode_scale, help="s of mode (1.29)")
+    g.add_argument("--beta-a", type=positive_float, default=d.beta_a, help="a of beta (1)")
+    g.add_argument("--beta-b", type=positive_float, default=d.beta_b, help="b of beta (1)")
+    g.add_argument("--p-mean", type=float, default=d.p_mean, help="P_mean of log_normal (-1.2)")
+    g.add_argument(
+        "--p-std", type=positive_float, default=d.p_std, help="P_std of log_normal (1.2)"
+    )
+    g.add_argument(
+        "--t-min",
+        type=float,
+        default=d.t_min,
+        help="truncate the sampler's law to [t-min, t-max], in its space (u, or sigma)",
+    )
+    g.add_argument("--t-max", type=float, default=d.t_max, help="see --t-min")
+
+
+def add_perturbation_arguments(p, d) -> None:
+    g = p.add_argument_group("input perturbations")
+    g.add_argument(
+        "--input-perturbation",
+        type=float,
+        default=d.input_perturbation,
+        help="gamma of input perturbation: the input's noise is e + gamma xi, the target "
+        "keeps e (Ning et al. 2023; diffusers' --input_perturbation, 0.1) (default: 0)",
+    )
+    g.add_argument(
+        "--time-offset",
+        type=float,
+        default=d.time_offset,
+        help="strength s of balanced time-dependent offset noise (Kutsuna 2024; ddpm, "
+        "isotropic noise) (default: 0). Plain offset noise: --noise offset",
+    )
 
 
 def add_parser(subparsers) -> None:
     from ..noise import without_arguments
-    from ..objective import PREDICTIONS, WEIGHTINGS
-    from ..schedules import schedule_names
-    from ..train.config import PROCESSES, TIMESTEP_SAMPLERS, TrainConfig
+    from ..train.config import TrainConfig
+    from ..train.data import PHOTO_MAX_SIZE
 
     d = TrainConfig()
     p = subparsers.add_parser(
         "train",
-        help="train a small U-Net diffusion model (DDPM, or tokens: --process absorbing) "
-        "with noisejump's forward process",
+        help="train a small U-Net diffusion model (DDPM, flow, EDM or VP; or tokens: "
+        "--process absorbing or uniform) with noisejump's forward process",
         description=(
             "Trains a small U-Net on RUN_DIR's data set with the exact O(1) jump for the "
             "noisy input (--process absorbing or uniform: the digits as tokens, the U-Net on "
@@ -27,7 +177,9 @@ def add_parser(subparsers) -> None:
             "keyed by (seed, global sample index, step), so a resumed run and a run on any "
             "number of processes (torchrun, DDP) see the same draws. Rank 0 writes "
             "checkpoints (safetensors + JSON, atomic) every --checkpoint-every steps, then "
-            "losses.json, loss.png, samples.png and summary.json."
+            "losses.json, loss.png, samples.png and summary.json. The defaults below are "
+            "those of a new run: with --resume, every option not given keeps the run's saved "
+            "value (--device included)."
         ),
         epilog=(
             "examples:\n"
@@ -35,6 +187,10 @@ def add_parser(subparsers) -> None:
             "  noisejump train runs/digits --resume\n"
             "  noisejump train runs/tokens --process absorbing\n"
             "  noisejump train runs/pink --noise pink --prediction v --weighting min_snr\n"
+            "  noisejump train runs/sd3 --process flow --timestep-sampler logit_normal "
+            "--shift 3 --prediction flow_velocity\n"
+            "  noisejump train runs/edm --process edm --timestep-sampler log_normal "
+            "--weighting edm --prediction sample\n"
             "  noisejump train runs/photos --data photos --image-size 32 --channels 64\n"
             "  noisejump train runs/mine --data folder:path/to/images --image-size 32\n"
             "  torchrun --nproc_per_node=2 -m noisejump train runs/ddp --batch-size 128"
@@ -47,7 +203,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in RUN_DIR from its newest intact checkpoint",
+        help="continue the run in RUN_DIR from its newest intact checkpoint; options not "
+        "given keep the run's saved values (--steps too: give a larger one to train further)",
     )
     p.add_argument(
         "--allow-changed-data",
@@ -62,83 +219,42 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--image-size",
-        type=positive_int,
+        type=image_side,
         default=d.image_size,
-        help="side of photos and folder images (default: 32; digits are 8)",
+        help=f"side of photos and folder images, at most {MAX_IMAGE_SIDE} (photos: "
+        f"{PHOTO_MAX_SIZE}) (default: 32; digits are 8)",
     )
-    p.add_argument(
-        "--process",
-        choices=list(PROCESSES),
-        default=d.process,
-        help="what is trained: " + "; ".join(f"{name}: {what}" for name, what in PROCESSES.items()),
-    )
-    p.add_argument("--schedule", choices=schedule_names(), default=d.schedule)
-    p.add_argument(
-        "--diffusion-steps",
-        type=positive_int,
-        default=d.diffusion_steps,
-        help=f"T, steps of the forward process (default: {d.diffusion_steps})",
-    )
-    p.add_argument(
-        "--zero-terminal-snr",
-        action="store_true",
-        help="rescale the schedule to zero terminal SNR (Lin et al. 2023; needs "
-        "--prediction v or sample)",
-    )
+    add_objective_arguments(p, d)
     p.add_argument(
         "--noise",
         choices=without_arguments(),
         default=d.noise,
         help=f"noise family (default: {d.noise})",
     )
-    p.add_argument(
-        "--prediction",
-        choices=PREDICTIONS,
-        default=d.prediction,
-        help="the model's target: epsilon (noise), v, sample (x0), or flow_velocity (e - x0, "
-        f"flow matching only: refused on these schedules) (default: {d.prediction})",
-    )
-    p.add_argument(
-        "--weighting",
-        choices=WEIGHTINGS,
-        default=d.weighting,
-        help=f"loss weight per step (default: {d.weighting})",
-    )
-    p.add_argument(
-        "--snr-gamma",
-        type=positive_float,
-        default=d.snr_gamma,
-        help=f"gamma of min-SNR-gamma weighting (default: {d.snr_gamma})",
-    )
-    p.add_argument(
-        "--timestep-sampler",
-        choices=TIMESTEP_SAMPLERS,
-        default=d.timestep_sampler,
-        help=f"how t is drawn (default: {d.timestep_sampler})",
-    )
+    add_perturbation_arguments(p, d)
     p.add_argument(
         "--channels",
-        type=positive_int,
+        type=channels,
         default=d.channels,
-        help=f"U-Net width of the first level (default: {d.channels})",
+        help=f"U-Net width of the first level, at most {MAX_CHANNELS} (default: {d.channels})",
     )
     p.add_argument(
         "--channel-mult",
-        type=positive_int,
+        type=channel_mult,
         nargs="+",
         default=list(d.channel_mult),
         metavar="M",
-        help="width multiplier per level (default: 1 2)",
+        help=f"width multiplier per level, each at most {MAX_CHANNEL_MULT} (default: 1 2)",
     )
     p.add_argument(
         "--num-blocks",
-        type=positive_int,
+        type=blocks,
         default=d.num_blocks,
-        help=f"residual blocks per level (default: {d.num_blocks})",
+        help=f"residual blocks per level, at most {MAX_BLOCKS} (default: {d.num_blocks})",
     )
     p.add_argument(
         "--attention-resolutions",
-        type=positive_int,
+        type=image_side,
         nargs="*",
         default=None,
         metavar="R",
@@ -149,9 +265,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=samples,
         default=d.batch_size,
-        help=f"global batch, all processes together (default: {d.batch_size})",
+        help=f"global batch, all processes together, at most {MAX_SAMPLES} "
+        f"(default: {d.batch_size})",
     )
     p.add_argument(
         "--lr", type=positive_float, default=d.lr, help=f"AdamW learning rate (default: {d.lr})"
@@ -206,9 +323,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--final-samples",
-        type=non_negative_int,
+        type=samples_or_none,
         default=d.final_samples,
-        help="samples in samples.png at the end (DDIM; ancestral for tokens), 0 for none "
+        help=f"samples in samples.png at the end (DDIM; ancestral for tokens), 0 for none, "
+        f"at most {MAX_SAMPLES} "
         f"(default: {d.final_samples})",
     )
     p.add_argument(
@@ -219,11 +337,51 @@ def add_parser(subparsers) -> None:
         "machine 1 can be many times faster than 2)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(run=run)
+    # An option of the run's config that is not given stays UNSET, so that --resume can
+    # tell it from one given with its default value (_fill_unset).
+    p.set_defaults(run=run, **dict.fromkeys((f.name for f in fields(TrainConfig)), UNSET))
+
+
+#: The value of a config option not given on the command line.
+UNSET = object()
+
+
+def _fill_unset(args) -> None:
+    """Give each config option not on the command line its value: with ``--resume``, the
+    one the run saved in its newest checkpoint (``restore.saved_config``); otherwise (or
+    without a readable checkpoint, which ``train`` then reports) ``TrainConfig``'s."""
+    from ..train.config import TrainConfig
+    from ..train.restore import saved_config
+
+    saved = saved_config(args.run_dir) if args.resume else None
+    values = (TrainConfig() if saved is None else TrainConfig.from_json(saved)).to_json()
+    if saved is not None and args.device is UNSET:  # checked as a given --device is
+        try:
+            values["device"] = device(values["device"])
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(
+                f"--resume: the run trained on {values['device']}, but {error}; pass --device "
+                "to choose where it continues"
+            ) from None
+    for name, value in values.items():
+        if getattr(args, name, None) is UNSET:
+            setattr(args, name, value)
+
+
+def config_from_args(args):
+    """The TrainConfig the parsed options describe (every field the parser has)."""
+    from ..train.config import TrainConfig
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    for key in ("channel_mult", "attention_resolutions"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    if "device" in values:
+        values["device"] = str(values["device"])
+    return TrainConfig(**values)
 
 
 def run(args) -> int:
-    from ..train.config import TrainConfig
     from ..train.errors import TrainingStopped
     from ..train.loop import train
 
@@ -231,37 +389,8 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    config = TrainConfig(
-        data=args.data,
-        image_size=args.image_size,
-        process=args.process,
-        schedule=args.schedule,
-        diffusion_steps=args.diffusion_steps,
-        zero_terminal_snr=args.zero_terminal_snr,
-        noise=args.noise,
-        prediction=args.prediction,
-        weighting=args.weighting,
-        snr_gamma=args.snr_gamma,
-        timestep_sampler=args.timestep_sampler,
-        channels=args.channels,
-        channel_mult=tuple(args.channel_mult),
-        num_blocks=args.num_blocks,
-        attention_resolutions=(
-            None if args.attention_resolutions is None else tuple(args.attention_resolutions)
-        ),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        ema_halflife_ksamples=args.ema_halflife_ksamples,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        device=str(args.device),
-        bf16=args.bf16,
-        checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=args.keep_checkpoints,
-        final_samples=args.final_samples,
-    )
+    _fill_unset(args)
+    config = config_from_args(args)
     try:
         summary = train(
             config,

@@ -11,7 +11,7 @@ from ..noise.examples import EXAMPLES
 from ..processes import BlurringProcess, ForwardProcess, MixtureProcess
 from ..schedules import get_schedule, schedule_names
 from ..verify import verify
-from ._types import positive_int, step
+from ._types import MAX_SAMPLES, samples, step
 
 GAUSSIAN_PROCESSES = ("forward", "mixture", "blurring")
 #: Token processes (``noisejump.categorical``): K = 17 classes (the digits' levels) for
@@ -42,6 +42,7 @@ def add_parser(subparsers) -> None:
         ),
         epilog="examples:\n  noisejump verify --list\n  noisejump verify --noise pink\n"
         "  noisejump verify --noise offset --per-element\n"
+        "  noisejump verify --noise frames-progressive --per-frame\n"
         "  noisejump verify --noise rbf --process mixture\n"
         "  noisejump verify --process blurring\n"
         "  noisejump verify --process absorbing --n 1000",
@@ -62,7 +63,7 @@ def add_parser(subparsers) -> None:
         "isotropic noise to --noise over the steps; blurring: DCT heat dissipation (--noise "
         f"is not used); absorbing, uniform: tokens, K = {CATEGORICAL_CLASSES}; matrices: "
         f"D3PM's discretised-Gaussian kernel, K = {MATRICES_CLASSES} (tokens: T = "
-        f"{CATEGORICAL_STEPS}, --noise and --per-element are not used)",
+        f"{CATEGORICAL_STEPS}; --noise, --per-element and --per-frame are not used)",
     )
     p.add_argument(
         "--t",
@@ -76,11 +77,17 @@ def add_parser(subparsers) -> None:
         help="one seeded step in [0, t] per element (forward process only)",
     )
     p.add_argument(
+        "--per-frame",
+        action="store_true",
+        help="one seeded step in [0, t] per frame of a frame family (frames-mixed, "
+        "frames-progressive, kronecker; forward process only)",
+    )
+    p.add_argument(
         "--n",
-        type=positive_int,
+        type=samples,
         default=None,
-        help="samples per path (default: 200; tokens: 1000 sequences, each holding every "
-        "class once)",
+        help=f"samples per path, at most {MAX_SAMPLES} (default: 200; tokens: 1000 "
+        "sequences, each holding every class once)",
     )
     p.add_argument(
         "--schedule",
@@ -128,6 +135,7 @@ def run(args) -> int:
         stat_shape=example.stat,
         n=args.n or 200,
         per_element=args.per_element,
+        per_frame=args.per_frame,
         alpha=args.alpha,
         seed=args.seed,
     )
@@ -138,8 +146,9 @@ def run(args) -> int:
 def _run_categorical(args) -> int:
     from ..categorical import CategoricalProcess, discretized_gaussian, verify_categorical
 
-    if args.per_element:
-        raise ValueError("--per-element is for Gaussian processes; token checks use one t")
+    for given, option in ((args.per_element, "--per-element"), (args.per_frame, "--per-frame")):
+        if given:
+            raise ValueError(f"{option} is for Gaussian processes; token checks use one t")
     if args.process == "matrices":
         betas = torch.linspace(*MATRICES_BETAS, CATEGORICAL_STEPS, dtype=torch.float64)
         matrices = discretized_gaussian(betas, MATRICES_CLASSES)

@@ -264,7 +264,8 @@ class DiffusersAdapter:
 
     def _integer_steps(self, timesteps: Any, sample: torch.Tensor) -> Any:
         """Integer tensors and ints as they are; whole-valued float tensors as int64; a (1,)
-        tensor applies to the whole batch."""
+        tensor applies to the whole batch. Validated in [0, T - 1], as diffusers indexes
+        them: noisejump's step -1 (the data) has no diffusers timestep."""
         timesteps = _one_for_all(from_numpy(timesteps), sample)
         if isinstance(timesteps, torch.Tensor) and timesteps.dtype.is_floating_point:
             check_values(
@@ -276,8 +277,9 @@ class DiffusersAdapter:
                 "set_timesteps index interpolated sigmas, which the adapter does not offer)",
                 validate=self.process.validate,
             )
-            return timesteps.round().to(torch.int64)
-        return timesteps
+            timesteps = timesteps.round().to(torch.int64)
+        schedule = self.process.schedule
+        return schedule.steps(timesteps, sample, name="timesteps", validate=self.process.validate)
 
     def __repr__(self) -> str:
         return f"DiffusersAdapter({self.scheduler_name}, {self.process!r})"

@@ -1,4 +1,4 @@
-"""The keyed closed form in one pass: x_t = signal x0 + sigma e, e = s * z (keyed).
+"""The keyed closed form in one pass: x_t = signal x0 + sigma e, e = keep * s * z (keyed).
 
 ``q_sample_keyed`` is the public launcher. It runs the Triton kernel (``_q_sample_triton``)
 through a torch custom op (``noisejump::q_sample_keyed``, with its backward, so it works
@@ -11,24 +11,77 @@ would otherwise contract a x + b e into fused multiply-adds that round different
 Notation as in ``noisejump.processes.forward``: signal_t = sqrt(abar_t), sigma_t =
 sqrt(1 - abar_t) (Ho et al. 2020, eq. 4); s is the per-element noise scale of a diagonal
 family (sqrt of its variance; 1 for isotropic noise); z is the keyed white noise of
-``noisejump.rng``. Coefficients come one per sample (the kernel's case) or one per element
-(per-element steps, the reference), gathered from float64 tables in the compute dtype
-(float32; float64 for float64 samples); e is rounded to x0's dtype and x_t computed from e
-as stored.
+``noisejump.rng``; keep is 0 at clean elements (step -1: x_t = x0, e = 0) and 1 elsewhere.
+Coefficients come one per sample, one per frame (varying along one event axis: diffusion
+forcing's per-frame steps) or one per element, as compact (B, frames) tables
+(``coefficient_tables``) that kernel and reference index alike, gathered from float64
+tables in the compute dtype (float32; float64 for float64 samples); e is rounded to x0's
+dtype and x_t computed from e as stored. A shard (``noisejump.shards``) makes the kernel
+draw the slice's counters of the full sample: shards put together are the unsharded call.
 """
 
 # No "from __future__ import annotations": torch.library reads the op's annotations as
 # types (older torch releases do not evaluate string annotations).
+import math
+
 import torch
 
 from ..rng import key_words, normal_from_words
+from ..shards import Shard, check_shard, shard_runs
 from .affine import _affine, compute_dtype
 from .dispatch import math_mode, use_triton
 
-__all__ = ["q_sample_keyed", "q_sample_reference", "KERNEL_DTYPES", "structured_noise"]
+__all__ = [
+    "q_sample_keyed",
+    "q_sample_reference",
+    "KERNEL_DTYPES",
+    "structured_noise",
+    "coefficient_tables",
+    "launch_geometry",
+]
 
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 BLOCK = 256  # Philox groups per program (4 BLOCK elements); the noise never depends on it
+
+
+def coefficient_tables(shape, *values):
+    """(frames, inner, tables): coefficients that broadcast to a batch of ``shape`` as
+    compact (B, frames) tables, element n of a sample reading column (n // inner) mod
+    frames. One per sample: frames 1, inner d; varying along one event axis a (one per
+    frame): frames = shape[1 + a], inner = the elements after it; along several: frames
+    d, inner 1 (one per element). A value has 1 or B entries, or broadcasts to ``shape``.
+    """
+    batch, d = shape[0], math.prod(shape[1:])
+    full = []
+    for value in values:
+        if value.numel() in (1, batch) and (value.dim() <= 1 or value.shape[0] == value.numel()):
+            value = value.reshape((-1,) + (1,) * (len(shape) - 1))
+        full.append(value)
+    varying = sorted({i for v in full for i in range(1, len(shape)) if v.shape[i] > 1})
+    if not varying:
+        frames, inner = 1, d
+        view = (batch,) + (1,) * (len(shape) - 1)
+    elif len(varying) == 1:
+        axis = varying[0]
+        frames, inner = shape[axis], math.prod(shape[axis + 1 :])
+        view = tuple(n if i in (0, axis) else 1 for i, n in enumerate(shape))
+    else:
+        frames, inner, view = d, 1, tuple(shape)
+    tables = [v.expand(view).reshape(batch, frames).contiguous() for v in full]
+    return frames, inner, tables
+
+
+def launch_geometry(shape, shard, frames, inner):
+    """(programs, the kernels' layout arguments): for a batch of ``shape``, shard ints (or
+    []) and the coefficient layout, the grid size B runs blocks_per_run and the arguments
+    (n_elements, runs, run, stride, offset, blocks_per_run, frames, inner) every kernel
+    takes after its pointers and keys (``_q_sample_triton.run_elements``)."""
+    batch, n_elements = shape[0], math.prod(shape[1:])
+    runs, run, stride, offset = shard_runs(Shard(*shard) if shard else None, tuple(shape[1:]))
+    lead = max((o * stride + offset) % 4 for o in range(min(runs, 4)))
+    blocks = -(-(lead + run) // (4 * BLOCK))
+    layout = (n_elements, runs, run, stride, offset, blocks, frames, inner)
+    return batch * runs * blocks, layout
 
 
 def structured_noise(z: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype):
@@ -38,39 +91,55 @@ def structured_noise(z: torch.Tensor, scale: torch.Tensor | None, dtype: torch.d
     return (z if scale is None else z * scale.to(cd)).to(dtype)
 
 
-def q_sample_reference(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream):
-    """Plain torch: (x_t, e) with e = s * z rounded to x0's dtype, x_t from e as stored."""
+def _grid(batch, frames, inner):
+    """Views that line elements (B, outer, frames, inner) up with tables (B, 1, frames, 1)."""
+    return (batch, -1, frames, inner), (batch, 1, frames, 1)
+
+
+def q_sample_reference(
+    x0, signal, sigma, keep, scale, words, seed_lo, seed_hi, stream, frames, inner, shard
+):
+    """Plain torch: (x_t, e) with e = keep * s * z rounded to x0's dtype, x_t from e as
+    stored; coefficient tables (B, frames) (``coefficient_tables``), shard ints or []."""
     batch = x0.shape[0]
-    z = normal_from_words(tuple(x0.shape), (seed_lo, seed_hi), words, stream).reshape(batch, -1)
-    noise = structured_noise(z, None if scale is None else scale.reshape(1, -1), x0.dtype)
-    a, b = signal.reshape(batch, -1), sigma.reshape(batch, -1)  # (B, 1) or (B, d)
-    x_t = _affine(a, x0.reshape(batch, -1), b, noise)
+    checked = Shard(*shard) if shard else None
+    z = normal_from_words(tuple(x0.shape), (seed_lo, seed_hi), words, stream, checked)
+    elements, table = _grid(batch, frames, inner)
+    s = None if scale is None else scale.reshape(1, -1, frames, inner)
+    noise = structured_noise(z.reshape(elements), s, x0.dtype)
+    if keep is not None:  # 0 or 1: exact in every dtype
+        noise = noise * keep.reshape(table).to(noise.dtype)
+    a, b = signal.reshape(table), sigma.reshape(table)
+    x_t = _affine(a, x0.reshape(elements), b, noise)
     return x_t.reshape(x0.shape), noise.reshape(x0.shape)
 
 
-def _launch(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noise, fast):
+def _launch(
+    x0, signal, sigma, keep, scale, words, seed_lo, seed_hi, stream, frames, inner, shard,
+    store_noise, fast,
+):  # fmt: skip
     from ._q_sample_triton import _q_sample_kernel  # triton is imported only here
 
     x0 = x0.contiguous()
-    batch = x0.shape[0]
-    n_elements = x0.numel() // batch
+    programs, layout = launch_geometry(x0.shape, shard, frames, inner)
     x_t = torch.empty_like(x0)
     noise = torch.empty_like(x0) if store_noise else x_t  # not written when not stored
-    blocks_per_sample = -(-n_elements // (4 * BLOCK))
-    _q_sample_kernel[(batch * blocks_per_sample,)](
+    _q_sample_kernel[(programs,)](
         x0,
         x_t,
         noise,
         signal,
         sigma,
+        x_t if keep is None else keep,
         x_t if scale is None else scale,
         words[0],
         words[1],
         seed_lo | seed_hi << 32,
         stream,
-        n_elements,
-        blocks_per_sample,
+        *layout,
         HAS_SCALE=scale is not None,
+        HAS_KEEP=keep is not None,
+        PER_FRAME=frames > 1,
         STORE_NOISE=store_noise,
         MATH=math_mode(_q_sample_kernel, fast),
         BLOCK=BLOCK,
@@ -78,36 +147,35 @@ def _launch(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noi
     return x_t, noise
 
 
-def _fusable(x0: torch.Tensor, signal: torch.Tensor) -> bool:
-    """The kernel serves x0's dtype with one coefficient per sample."""
-    return x0.dtype in KERNEL_DTYPES and signal.dim() == 1
-
-
 @torch.library.custom_op("noisejump::q_sample_keyed", mutates_args=())
 def _q_sample_op(
     x0: torch.Tensor,
     signal: torch.Tensor,
     sigma: torch.Tensor,
+    keep: torch.Tensor | None,
     scale: torch.Tensor | None,
     words: torch.Tensor,
     seed_lo: int,
     seed_hi: int,
     stream: int,
+    frames: int,
+    inner: int,
+    shard: list[int],
     store_noise: bool,
     fast: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if use_triton(x0.device) and _fusable(x0, signal):
-        x_t, noise = _launch(
-            x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noise, fast
-        )
+    arguments = (x0, signal, sigma, keep, scale, words, seed_lo, seed_hi, stream, frames, inner)
+    if use_triton(x0.device) and x0.dtype in KERNEL_DTYPES:
+        x_t, noise = _launch(*arguments, shard, store_noise, fast)
     else:
-        x_t, noise = q_sample_reference(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream)
+        x_t, noise = q_sample_reference(*arguments, shard)
     # A custom op's outputs may not alias each other: an empty noise when not stored.
     return x_t, noise if store_noise else x0.new_empty(0)
 
 
 @_q_sample_op.register_fake
-def _(x0, signal, sigma, scale, words, seed_lo, seed_hi, stream, store_noise, fast):
+def _(x0, signal, sigma, keep, scale, words, seed_lo, seed_hi, stream, frames, inner, shard,
+      store_noise, fast):  # fmt: skip
     x_t = x0.new_empty(x0.shape)  # contiguous, as both implementations return
     return x_t, x0.new_empty(x0.shape) if store_noise else x0.new_empty(0)
 
@@ -119,22 +187,23 @@ def _setup_context(ctx, inputs, output):
     keep = (x0, output[1]) if ctx.coefficient_grads else ()
     ctx.save_for_backward(signal, sigma, *keep)
     ctx.x0_shape = x0.shape
+    ctx.layout = (inputs[9], inputs[10])
 
 
 def _backward(ctx, grad_x_t, grad_noise):
     """d x_t / d x0 = signal (the gradient reaches x0, e.g. latents of a trained encoder);
-    d x_t / d signal = x0 and d x_t / d sigma = e, summed to each coefficient's shape."""
+    d x_t / d signal = x0 and d x_t / d sigma = e, summed to each table entry."""
     signal, sigma, *kept = ctx.saved_tensors
     batch = ctx.x0_shape[0]
-    flat = grad_x_t.reshape(batch, -1).to(signal.dtype)
-    grad_x0 = (flat * signal.reshape(batch, -1)).to(grad_x_t.dtype).reshape(ctx.x0_shape)
+    elements, table = _grid(batch, *ctx.layout)
+    flat = grad_x_t.reshape(elements).to(signal.dtype)
+    grad_x0 = (flat * signal.reshape(table)).to(grad_x_t.dtype).reshape(ctx.x0_shape)
     grad_signal = grad_sigma = None
     if ctx.coefficient_grads:
-        x0, noise = (v.reshape(batch, -1).to(signal.dtype) for v in kept)
-        reduce = lambda g, like: g.sum_to_size(like.reshape(batch, -1).shape).reshape(like.shape)  # noqa: E731
-        grad_signal = reduce(flat * x0, signal)
-        grad_sigma = reduce(flat * noise, sigma)
-    return grad_x0, grad_signal, grad_sigma, None, None, None, None, None, None, None
+        x0, noise = (v.reshape(elements).to(signal.dtype) for v in kept)
+        grad_signal = (flat * x0).sum((1, 3)).reshape(signal.shape)
+        grad_sigma = (flat * noise).sum((1, 3)).reshape(sigma.shape)
+    return (grad_x0, grad_signal, grad_sigma) + (None,) * 11
 
 
 _q_sample_op.register_autograd(_backward, setup_context=_setup_context)
@@ -149,18 +218,26 @@ def q_sample_keyed(
     keys: torch.Tensor,
     stream: int = 0,
     scale: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None,
+    shard=None,
     store_noise: bool = True,
     fast: bool = False,
 ):
-    """x_t = signal x0 + sigma s e in one pass, with keyed noise (``noisejump.rng``).
+    """x_t = signal x0 + sigma e in one pass, e = keep * s * z with keyed z
+    (``noisejump.rng``).
 
     Args:
         x0: (B, ...) float16, bfloat16 or float32 for the kernel (float64: torch reference).
         signal, sigma: sqrt(abar_t), sqrt(1 - abar_t) at each sample's step: tensors with
-            1 or B entries (one per sample), or broadcasting to x0's shape (one per element,
-            the torch reference).
+            1 or B entries (one per sample), or broadcasting to x0's shape: one per frame
+            (varying along one event axis, the kernel's compact table) or per element.
         seed, keys, stream: the keyed noise (``noisejump.rng.keyed_normal``).
         scale: per-element noise scale s of one sample (event-shaped), or None (s = 1).
+        keep: 1 where the noise is kept, 0 at clean elements (step -1), shaped like the
+            coefficients; None: 1 everywhere.
+        shard: (axis, start, stop, size): x0 holds elements [start, stop) along event axis
+            ``axis`` of full length ``size``; z is that slice of the unsharded noise
+            (``noisejump.shards``).
         store_noise: also return e; False writes only x_t (2 tensors of traffic, not 3).
         fast: approximate transcendentals on the GPU (docs/gpu.md); no effect on the CPU.
     Returns:
@@ -171,9 +248,11 @@ def q_sample_keyed(
     batch = x0.shape[0]
     seed_words, key_a, key_b = key_words(seed, keys, batch, stream, x0.device)
     words = torch.stack([key_a, key_b]).to(x0.device)  # (2, B): contiguous rows
-    signal, sigma = (
-        _coefficient(value, name, x0) for name, value in (("signal", signal), ("sigma", sigma))
-    )
+    coefficients = [("signal", signal), ("sigma", sigma)] + ([("keep", keep)] * (keep is not None))
+    checked = [_coefficient(value, name, x0) for name, value in coefficients]
+    frames, inner, tables = coefficient_tables(tuple(x0.shape), *checked)
+    signal, sigma = tables[0], tables[1]
+    keep = tables[2] if keep is not None else None
     if scale is not None:
         if tuple(scale.shape) != tuple(x0.shape[1:]):
             raise ValueError(
@@ -181,30 +260,35 @@ def q_sample_keyed(
                 f"got {tuple(scale.shape)}"
             )
         scale = scale.to(device=x0.device, dtype=compute_dtype(x0.dtype)).reshape(-1)
-    arguments = (x0, signal, sigma, scale, words, *seed_words, stream)
+    shard_ints = [] if shard is None else list(check_shard(shard, tuple(x0.shape[1:])))
+    arguments = (x0, signal, sigma, keep, scale, words, *seed_words, stream, frames, inner)
     if use_triton(x0.device) or torch.compiler.is_compiling():
-        x_t, noise = _q_sample_op(*arguments, store_noise, fast)
+        x_t, noise = _q_sample_op(*arguments, shard_ints, store_noise, fast)
     else:
-        x_t, noise = q_sample_reference(*arguments)
+        x_t, noise = q_sample_reference(*arguments, shard_ints)
     return x_t, noise if store_noise else None
 
 
 def _coefficient(value, name: str, x0: torch.Tensor) -> torch.Tensor:
-    """A coefficient in the compute dtype on x0's device: (B,) for one value per sample,
-    else expanded to x0's shape (one per element)."""
+    """A coefficient in the compute dtype on x0's device, checked: 1 or B entries, or a
+    shape that broadcasts to x0's."""
     batch = x0.shape[0]
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{name} must be a tensor with 1 or {batch} entries, got {value!r:.80}")
     value = value.to(device=x0.device, dtype=compute_dtype(x0.dtype))
     if value.numel() in (1, batch) and (value.dim() <= 1 or value.shape[0] == value.numel()):
-        return value.reshape(-1).expand(batch).contiguous()
-    try:
-        return value.expand(x0.shape).contiguous()
-    except RuntimeError:
-        raise ValueError(
-            f"{name} must have 1 or {batch} entries or broadcast to x0's shape "
-            f"{tuple(x0.shape)}, got shape {tuple(value.shape)}"
-        ) from None
+        return value
+    if value.dim() == x0.dim():
+        try:
+            torch.broadcast_shapes(value.shape, x0.shape)
+            if torch.broadcast_shapes(value.shape, x0.shape) == x0.shape:
+                return value
+        except RuntimeError:
+            pass
+    raise ValueError(
+        f"{name} must have 1 or {batch} entries or broadcast to x0's shape "
+        f"{tuple(x0.shape)}, got shape {tuple(value.shape)}"
+    )
 
 
 def diagonal_scale(family, shape: tuple[int, ...]):

@@ -116,6 +116,30 @@ class NoiseFamily:
         """Rough multiply-adds of one ``apply`` per sample (the plan's cost estimate)."""
         return float(math.prod(event_shape))
 
+    # ---- structure that per-frame steps and sharding use ------------------------------------
+
+    def frame_split(self, event_shape: tuple[int, ...]) -> tuple[int, torch.Tensor] | None:
+        """(axis, R) when S = R (x) S_space across the frames of event axis ``axis`` (R the
+        F x F frame covariance, float64): per-frame steps then keep one draw
+        (``noisejump.processes.per_element``). None when S has no such split (the default)."""
+        return None
+
+    def frame_white(self, white: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """For a family with a ``frame_split``: the noise of every frame drawn apart,
+        (L_space applied to F independent white frames), shape (B, F, *the other event
+        axes), from white noise of ``white_shape(shape)``. Then L e = (L_R (x) I) of it,
+        and (G (x) I) of it has covariance G G^T (x) S_space for any F x F factor G."""
+        raise NotImplementedError(f"{self.name} has no frame split")
+
+    def restricted(
+        self, event_shape: tuple[int, ...], axis: int, start: int, stop: int
+    ) -> NoiseFamily | None:
+        """The family of elements [start, stop) along event axis ``axis`` of events of
+        ``event_shape``, when S is block diagonal along that axis and the white noise keeps
+        the axis (its slice [start, stop) drawn apart gives the slice of L e); None when
+        the correlation runs along the axis (the default: sharding refused)."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

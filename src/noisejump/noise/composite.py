@@ -163,6 +163,19 @@ class Kronecker(NoiseFamily):
         space = space.reshape(self._space_event(event_shape))
         return space.unsqueeze(axis).expand(tuple(event_shape)).clone()
 
+    def frame_split(self, event_shape: tuple[int, ...]) -> tuple[int, torch.Tensor]:
+        """S = R (x) S_space with R the frame family's covariance."""
+        axis = self._axis(tuple(event_shape))
+        return axis, self.frames.frame_covariance(event_shape[axis])
+
+    def frame_white(self, white: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """The space family applied to the first F frame whites: (B, F, *space event)."""
+        event = tuple(shape[1:])
+        batch, frames = white.shape[0], event[self._axis(event)]
+        flat = white[:, :frames].reshape(batch * frames, *white.shape[2:])
+        x = self.space.apply(flat, (batch * frames, *self._space_view(event)))
+        return x.reshape(batch, frames, *self._space_event(event))
+
     def apply_ops(self, event_shape: tuple[int, ...]) -> float:
         axis = self._axis(event_shape)
         return event_shape[axis] * self.space.apply_ops(

@@ -61,5 +61,18 @@ class Diagonal(NoiseFamily):
         self.check_shape(tuple(event_shape))
         return self._var.expand(tuple(event_shape)).clone()
 
+    def restricted(
+        self, event_shape: tuple[int, ...], axis: int, start: int, stop: int
+    ) -> NoiseFamily:
+        """Every axis: the elements are independent; the variances of the slice."""
+        ndim = len(event_shape)
+        var_axis = axis - (ndim - self._var.dim())  # variances broadcast from the right
+        if var_axis < 0 or self._var.shape[var_axis] == 1:
+            return self
+        cache = self.__dict__.setdefault("_restricted", {})
+        if (var_axis, start, stop) not in cache:
+            cache[var_axis, start, stop] = Diagonal(self._var.narrow(var_axis, start, stop - start))
+        return cache[var_axis, start, stop]
+
     def __repr__(self) -> str:
         return f"Diagonal(variance of shape {tuple(self._var.shape)})"

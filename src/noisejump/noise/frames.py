@@ -47,6 +47,22 @@ class _Frames(NoiseFamily):
         self.check_shape(event_shape)
         return torch.ones(tuple(event_shape), dtype=F64)
 
+    def frame_split(self, event_shape: tuple[int, ...]) -> tuple[int, torch.Tensor]:
+        """S = R (x) I: the frame covariance R across the frame axis, S_space = I."""
+        axis = resolve_axis(self.axis, tuple(event_shape), self.name)
+        return axis, self.frame_covariance(event_shape[axis])
+
+    def frame_white(self, white: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """The first F white frames (S_space = I), frame axis moved to dim 1."""
+        axis = self._batch_axis(tuple(shape))
+        return white.narrow(axis, 0, shape[axis]).movedim(axis, 1)
+
+    def restricted(
+        self, event_shape: tuple[int, ...], axis: int, start: int, stop: int
+    ) -> NoiseFamily | None:
+        """Any axis but the frame axis: positions within a frame are independent."""
+        return None if axis == resolve_axis(self.axis, event_shape, self.name) else self
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rho={self.rho}, axis={self.axis})"
 

@@ -25,3 +25,9 @@ class Isotropic(NoiseFamily):
 
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.ones(tuple(event_shape), dtype=F64)
+
+    def restricted(
+        self, event_shape: tuple[int, ...], axis: int, start: int, stop: int
+    ) -> NoiseFamily:
+        """Every axis: the elements are independent."""
+        return self

@@ -77,6 +77,12 @@ class Offset(NoiseFamily):
         self.check_shape(tuple(event_shape))
         return torch.full(tuple(event_shape), (1 + self.strength**2) * self._norm**2, dtype=F64)
 
+    def restricted(
+        self, event_shape: tuple[int, ...], axis: int, start: int, stop: int
+    ) -> NoiseFamily | None:
+        """The channel axis (0): the offset is shared within a channel, not across them."""
+        return self if axis == 0 else None
+
     def __repr__(self) -> str:
         return f"Offset(strength={self.strength}, normalize={self.normalize})"
 

@@ -91,6 +91,12 @@ class Pyramid(NoiseFamily):
     def check_shape(self, event_shape: tuple[int, ...]) -> None:
         check_image_event(tuple(event_shape), self.name)
 
+    def restricted(
+        self, event_shape: tuple[int, ...], axis: int, start: int, stop: int
+    ) -> NoiseFamily | None:
+        """The axes before the two image axes: there the images are independent."""
+        return self if axis < len(event_shape) - 2 else None
+
     def sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """(h_k, w_k) for each level k. Without ``levels``: until a side reaches 1; a side
         that is 1 from the start (H = 1: 1-D signals given as (C, 1, L)) does not count."""

@@ -91,6 +91,12 @@ class Stationary(NoiseFamily):
         block = c[a[:, None, :, None], b[None, :, None, :]].reshape(height * width, -1)
         return torch.block_diag(*[block] * math.prod(event_shape[:-2]))
 
+    def restricted(
+        self, event_shape: tuple[int, ...], axis: int, start: int, stop: int
+    ) -> NoiseFamily | None:
+        """The axes before the two image axes: there the images are independent."""
+        return self if axis < len(event_shape) - 2 else None
+
     def variance(self, event_shape: tuple[int, ...]) -> torch.Tensor:
         self.check_shape(event_shape)
         power = self._power(*event_shape[-2:])

@@ -13,8 +13,11 @@ loss weightings, input perturbations and the keyed losses.
                   (Kutsuna 2024), keyed like q_sample
     loss          ``keyed_mse`` and ``keyed_x_t``: losses that regenerate e from its keys
                   (also importable as ``noisejump.loss``)
+    inspector     ``implied_weighting``: the weighted epsilon-MSE w(lambda) = p omega c a
+                  configuration optimises (Kingma & Gao 2023), ``same_objective``
 """
 
+from .inspector import ImpliedWeighting, implied_weighting, same_objective
 from .loss import LOSS_PREDICTIONS, keyed_mse, keyed_x_t, min_snr_weights
 from .perturbation import InputPerturbation, TimeDependentOffset
 from .samplers import (
@@ -48,6 +51,7 @@ __all__ = [
     "PREDICTIONS",
     "SAMPLERS",
     "WEIGHTINGS",
+    "ImpliedWeighting",
     "InputPerturbation",
     "LearnedUncertainty",
     "TimeDependentOffset",
@@ -58,6 +62,7 @@ __all__ = [
     "check_target",
     "conversion_factor",
     "get_weighting",
+    "implied_weighting",
     "keyed_mse",
     "keyed_uniform",
     "keyed_uniforms",
@@ -66,6 +71,7 @@ __all__ = [
     "loss_weights",
     "min_snr_weight",
     "min_snr_weights",
+    "same_objective",
     "sample_time",
     "target",
     "weighting_names",

@@ -19,9 +19,15 @@ mean_b(L_b e^-u_b + u_b).
 For isotropic and diagonal noise the forward pass is one fused pass (Triton on CUDA,
 ``noisejump.kernels``) that writes the gradient 2 w_b (pred - target) / (B d); the backward
 only scales it. Every target takes that pass: the kernel's target is a e - b x0 with a
-and b per sample. Where x0, the weights or the schedule's coefficients need a gradient too
-(an encoder, learned weights, a learned schedule), the loss is taken against the keyed e
-materialised, differentiable in each.
+and b per sample, per frame or per element. Where x0, the weights or the schedule's
+coefficients need a gradient too (an encoder, learned weights, a learned schedule), the
+loss is taken against the keyed e materialised, differentiable in each.
+
+Sequences (diffusion forcing): weights may be per element (per frame: a weighting at each
+frame's step), and clean elements (step -1, context frames) get weight 0, so they add
+nothing to the loss or its gradient. With ``shard`` a rank's loss is its slice's share of
+the unsharded loss (the same 1 / (B d) with d the full sample's elements): the ranks'
+losses sum to the unsharded loss and their gradients are the slices of its gradient.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..checks import check_device
+from ..checks import broadcasts_per_element, check_device, host_readable
 from ..kernels.affine import compute_dtype
 from ..kernels.mse import keyed_mse_fused, mse_and_grad
 from ..kernels.q_sample import diagonal_scale, fused_noise_scale, q_sample_keyed
@@ -44,7 +50,7 @@ from .weighting import LearnedUncertainty, Weighting, check_gamma, shared_weight
 if TYPE_CHECKING:
     from ..processes import ForwardProcess
 
-__all__ = ["keyed_mse", "keyed_x_t", "min_snr_weights", "LOSS_PREDICTIONS"]
+__all__ = ["keyed_mse", "keyed_x_t", "min_snr_weights", "weights_at", "LOSS_PREDICTIONS"]
 
 #: The targets ``keyed_mse`` takes: all of them (flow_velocity on flow matching only).
 LOSS_PREDICTIONS = PREDICTIONS
@@ -75,22 +81,34 @@ def keyed_x_t(
     seed: int,
     keys: torch.Tensor,
     fast: bool = False,
+    shard: Any = None,
 ) -> torch.Tensor:
     """x_t = signal_t x0 + sigma_t e with keyed e, without keeping e: the input of a training
     step whose loss is [`keyed_mse`][noisejump.objective.loss.keyed_mse] (which regenerates
     e from the same seed and keys).
 
-    Equals ``process.q_sample(x0, t, seed=seed, keys=keys)[0]``; where the fused kernel
-    runs (``noisejump.kernels``) it writes x_t only (2 tensors of traffic instead of 3).
-    ``fast``: approximate transcendentals in the GPU kernel (docs/gpu.md).
+    Equals ``process.q_sample(x0, t, seed=seed, keys=keys, shard=shard)[0]`` (x0 at clean
+    elements, step -1); where the fused kernel runs (``noisejump.kernels``) it writes x_t
+    only (2 tensors of traffic instead of 3). ``fast``: approximate transcendentals in the
+    GPU kernel (docs/gpu.md).
     """
-    fused, scale = fused_noise_scale(process.noise, x0)
+    fused, _ = fused_noise_scale(process.noise, x0)
     if not fused:
-        return process.q_sample(x0, t, seed=seed, keys=keys)[0]
-    steps = process.schedule.steps(t, x0, validate=process.validate)
+        return process.q_sample(x0, t, seed=seed, keys=keys, shard=shard)[0]
+    local = process._for_shard(shard, x0, seed, keys)
+    _, scale = diagonal_scale(local.noise, tuple(x0.shape))
+    steps = process.schedule.steps(t, x0, lowest=-1, validate=process.validate)
     signal, sigma = process.schedule.marginal(steps, x0.device, compute_dtype(x0.dtype))
     x_t, _ = q_sample_keyed(
-        x0, signal, sigma, seed=seed, keys=keys, scale=scale, store_noise=False, fast=fast
+        x0,
+        signal,
+        sigma,
+        seed=seed,
+        keys=keys,
+        scale=scale,
+        shard=local._white_shard,
+        store_noise=False,
+        fast=fast,
     )
     return x_t
 
@@ -192,6 +210,7 @@ def keyed_mse(
     reduction: str = "mean",
     stream: int = 0,
     fast: bool = False,
+    shard: Any = None,
 ) -> torch.Tensor:
     """The (weighted) MSE of ``model_output`` against the target of keyed noise.
 
@@ -200,7 +219,8 @@ def keyed_mse(
             keys=keys)``, with any noise family.
         model_output: (B, ...) the model's prediction, x0's shape.
         t: the steps of the batch, as ``q_sample`` takes them: an int, one per sample
-            ((B,) integer tensor) or one per element.
+            ((B,) integer tensor) or one per element; clean elements (step -1) get
+            weight 0.
         seed, keys: the same as for ``q_sample`` (``noisejump.rng``); ``stream`` moves the
             draw to another keyed stream (the closed-form path only).
         prediction: "epsilon" (target e), "v" (signal_t e - sigma_t x0), "sample" (x0) or
@@ -208,17 +228,24 @@ def keyed_mse(
         x0: the clean batch: required for every target but "epsilon"; for "epsilon" only
             its dtype is used (e is rounded to it, as q_sample returns it). Default dtype:
             model_output's.
-        weights: optional per-sample weights (B,); multiplied by the weighting's.
+        weights: optional weights, per sample (B,) or per element (as many dimensions as
+            the sample, broadcasting to it: (B, F, 1, 1, 1) for one weight per frame);
+            multiplied by the weighting's.
         min_snr_gamma: gamma of min-SNR-gamma weighting (the same as
             ``weighting=MinSNR(gamma)``), or None.
         weighting: a [`Weighting`][noisejump.objective.weighting.Weighting], a name of
             ``weighting_names()`` (built with its defaults) or EDM2's
             ``LearnedUncertainty`` module (then the loss is mean_b(L_b e^-u_b + u_b) with
             L_b under its base EDM weighting, and u's parameters get their gradient).
-            Per element for per-element steps (not the learned one).
+            Per element for per-element steps (not the learned one): a weighting at each
+            frame's step for diffusion forcing.
         reduction: "mean" (a scalar) or "none" (one loss per sample, (B,), each the mean
             over its elements; their mean is the "mean" loss).
         fast: approximate transcendentals in the GPU kernel (docs/gpu.md).
+        shard: (axis, start, stop, size) as for ``q_sample``: model_output (and x0, t,
+            weights) hold that slice of every sample; returns the slice's share of the
+            unsharded loss (module docstring). Not with the learned weighting (its u term
+            is per sample, not per slice).
     Returns:
         A float32 scalar (or (B,) with ``reduction="none"``): mean over all elements of
         w (model_output - target)^2; with all weights 1 it equals
@@ -226,7 +253,8 @@ def keyed_mse(
         model output, the weights (learned weightings), and for targets with x0 in x0 and
         the schedule's coefficients (an encoder, a learned schedule). Isotropic and
         diagonal noise where only the model output needs a gradient take the fused pass
-        (the kernel on CUDA for one step per sample, an opaque op under torch.compile);
+        (the kernel on CUDA, with coefficients per sample, per frame or per element; an
+        opaque op under torch.compile);
         otherwise e is drawn exactly as ``q_sample`` draws it and the loss taken against it.
     """
     if reduction not in REDUCTIONS:
@@ -235,7 +263,7 @@ def keyed_mse(
     _check_sample(model_output, "model_output")
     if model_output.dim() == 0:
         raise ValueError("model_output must have a batch dimension (B, ...), got a 0-d tensor")
-    process.noise.check_shape(tuple(model_output.shape[1:]))
+    local = process._for_shard(shard, model_output, seed, keys)  # checks the event shape
     if prediction != "epsilon" and x0 is None:
         raise ValueError(
             f"prediction={prediction!r} needs x0: its target is {_TARGETS[prediction]}"
@@ -259,7 +287,7 @@ def keyed_mse(
     batch, device = model_output.shape[0], model_output.device
     noise_dtype = model_output.dtype if x0 is None else x0.dtype
     cd = compute_dtype(noise_dtype)
-    steps = process.schedule.steps(t, model_output, validate=process.validate)
+    steps = process.schedule.steps(t, model_output, lowest=-1, validate=process.validate)
     if not isinstance(steps, torch.Tensor) or steps.dim() == 0:
         steps = torch.as_tensor(steps, device=device).reshape(1).expand(batch)
     if learned is not None:
@@ -267,33 +295,36 @@ def keyed_mse(
             raise ValueError("the edm2 learned weighting needs one step or time per sample")
         if not torch.compiler.is_compiling():
             learned.check_schedule(process.schedule, prediction)
+        if shard is not None:
+            raise ValueError(
+                "shard= cannot be used with the edm2 learned weighting: its loss "
+                "L_b e^-u_b + u_b is per sample, not a sum over slices; gather the slices' "
+                "reduction='none' losses and combine them once"
+            )
     signal, sigma = process.schedule.marginal(steps, device, cd)
-    weight = _weights(process, steps, weights, base, prediction, batch, device)
+    weight = _weights(process, steps, weights, base, prediction, model_output)
     noise_coef, x0_coef = _target_coefficients(prediction, signal, sigma)
     target_x0 = None if prediction == "epsilon" else x0
-    diagonal, scale = diagonal_scale(process.noise, tuple(model_output.shape))
-    # One value per sample (B,), the kernel's case, or one per element (pred's shape).
-    per_element = is_per_element(steps) or weight.numel() > batch
+    diagonal, scale = diagonal_scale(local.noise, tuple(model_output.shape))
     per_sample = reduction == "none" or learned is not None
-    count = model_output.numel() // batch if per_sample else model_output.numel()
-
-    def flat(value: torch.Tensor) -> torch.Tensor:
-        value = value.to(cd)
-        shape = model_output.shape
-        return (value.expand(shape) if per_element else value.reshape(batch)).contiguous()
-
-    coefficients = (flat(noise_coef), flat(x0_coef), flat(weight) / count)
+    # every element of the unsharded sample counts in the mean: 1 / (B d), d the full size
+    count, sliced = model_output.numel(), local._white_shard
+    if sliced is not None:
+        count = count // (sliced.stop - sliced.start) * sliced.size
+    if per_sample:
+        count //= batch
     # Beyond the model output, a gradient reaches the weights (learned weightings) and, for
     # targets with x0, x0 and the schedule's coefficients: then the loss is taken against
     # materialised e.
     others = [weight] + ([target_x0, signal, sigma] if target_x0 is not None else [])
     fused = diagonal and not (torch.is_grad_enabled() and any(v.requires_grad for v in others))
-    if fused:
+    if fused:  # coefficients per sample, frame or element: the kernel's compact tables
         (seed_lo, seed_hi), key_a, key_b = key_words(seed, keys, batch, stream, device)
         words = torch.stack([key_a, key_b]).to(device)
         if scale is not None:
             scale = scale.to(device, cd).reshape(-1).contiguous()
-        noise_b, x0_b, weight_b = (c.detach() for c in coefficients)
+        compact = (noise_coef, x0_coef, weight / count)
+        noise_b, x0_b, weight_b = (c.detach().to(cd) for c in compact)
         loss, grad = keyed_mse_fused(
             model_output.detach(),
             None if target_x0 is None else target_x0.detach(),
@@ -306,12 +337,22 @@ def keyed_mse(
             stream,
             noise_dtype,
             fast,
+            shard=sliced,
             per_sample=per_sample,
         )
         loss = _PrecomputedGradient.apply(model_output, loss, grad)
     else:  # L e from the family, exactly as q_sample draws it; the same loss against it
         like = model_output.new_zeros(model_output.shape, dtype=noise_dtype) if x0 is None else x0
-        noise = process._keyed_epsilon(like.detach(), steps, seed, keys, stream)
+        noise = local._keyed_epsilon(like.detach(), steps, seed, keys, stream)
+        # One value per sample (B,), or one per element (pred's shape).
+        per_element = is_per_element(steps) or weight.numel() > batch
+
+        def flat(value: torch.Tensor) -> torch.Tensor:
+            value = value.to(cd)
+            shape = model_output.shape
+            return (value.expand(shape) if per_element else value.reshape(batch)).contiguous()
+
+        coefficients = (flat(noise_coef), flat(x0_coef), flat(weight) / count)
         loss = _LossAgainstNoise.apply(model_output, noise, target_x0, *coefficients, per_sample)
     if learned is None:
         return loss
@@ -361,21 +402,60 @@ def _weights(
     weights: torch.Tensor | None,
     weighting: Weighting | None,
     prediction: str,
-    batch: int,
-    device: torch.device | str | None,
+    like: torch.Tensor,
 ) -> torch.Tensor:
-    """Per-sample weights (B,), or per element (steps' shape, broadcasting to the sample)
-    when a weighting meets per-element steps; float32."""
+    """Weights that broadcast to the sample ``like``: per sample (B, 1, ...), or per
+    element (as many dimensions as the sample) when the user's weights, or a weighting at
+    per-element steps, are; 0 at clean elements (step -1); float32."""
+    batch, device = like.shape[0], like.device
     weight = torch.ones(batch, device=device, dtype=torch.float32)
     if weights is not None:
         if not isinstance(weights, torch.Tensor) or not weights.dtype.is_floating_point:
-            raise TypeError(f"weights must be a floating tensor (B,), got {weights!r:.80}")
-        if weights.shape != (batch,):
-            raise ValueError(f"weights must have shape ({batch},), got {tuple(weights.shape)}")
+            raise TypeError(
+                f"weights must be a floating tensor, (B,) or broadcasting to the sample, got "
+                f"{weights!r:.80}"
+            )
+        if weights.shape != (batch,) and not broadcasts_per_element(
+            tuple(weights.shape), tuple(like.shape)
+        ):
+            raise ValueError(
+                f"weights must have shape ({batch},) (one per sample) or as many dimensions "
+                f"as the sample and broadcast to its shape {tuple(like.shape)} (e.g. one per "
+                f"frame), got {tuple(weights.shape)}"
+            )
         check_device(weights, weight.device, "weights", "model_output")
-        weight = weight * weights.to(device, torch.float32)
-    weight = weight.reshape((batch,) + (1,) * (steps.dim() - 1))
+        weight = weights.to(device, torch.float32)
+    if weight.dim() == 1:
+        weight = weight.reshape((batch,) + (1,) * (steps.dim() - 1))
     if weighting is not None:
-        schedule = process.schedule
-        weight = weight * weighting.weights(schedule, steps, prediction, validate=process.validate)
+        return weight * weights_at(weighting, process.schedule, steps, prediction, process.validate)
+    clean = steps == -1
+    if not host_readable(clean) or bool(clean.any()):
+        weight = torch.where(clean, torch.zeros_like(weight), weight)
     return weight
+
+
+def weights_at(
+    weighting: Weighting, schedule: Any, steps: torch.Tensor, prediction: str, validate: bool = True
+) -> torch.Tensor:
+    """``weighting.weights`` at validated steps or times of any shape, 0 at clean elements
+    (-1: the data, lambda = +inf, where some weightings diverge): float32, steps' shape.
+    A clean element is weighted at a noisy stand-in, then set to 0."""
+    clean = steps == -1
+    if host_readable(clean) and not bool(clean.any()):
+        return weighting.weights(schedule, steps, prediction, validate=validate)
+    noisy = torch.where(clean, _noisy_stand_in(schedule), steps)
+    weight = weighting.weights(schedule, noisy, prediction, validate=validate)
+    return torch.where(clean, torch.zeros_like(weight), weight)
+
+
+def _noisy_stand_in(schedule: Any) -> float:
+    """A noisy step or time to evaluate a weighting at in place of a clean element (whose
+    weight is then set to 0; at the data, lambda = +inf, some weightings diverge): step 0
+    of a discrete schedule, the time of log-SNR 0 of a continuous one."""
+    if not getattr(schedule, "is_continuous", False):
+        return 0
+    cache = schedule.__dict__.setdefault("_noisy_stand_in", {})
+    if "t" not in cache:
+        cache["t"] = float(schedule.time_at_log_snr(0.0))
+    return cache["t"]

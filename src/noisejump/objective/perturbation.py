@@ -75,9 +75,9 @@ class InputPerturbation:
         """(y_t, e): y_t the perturbed input in x0's dtype, e the target, exactly
         ``process.q_sample(x0, t, seed=seed, keys=keys)[1]``. Any path and family: y_t =
         signal_t x0 + sigma_t (e + gamma xi) elementwise, in float32 (float64 for float64
-        x0), xi keyed on ``INPUT_PERTURBATION_STREAM``."""
+        x0), xi keyed on ``INPUT_PERTURBATION_STREAM``. Clean elements (step -1) stay x0."""
         _, noise = process.q_sample(x0, t, seed=seed, keys=keys)
-        steps = process.schedule.steps(t, x0, validate=process.validate)
+        steps = process.schedule.steps(t, x0, lowest=-1, validate=process.validate)
         cd = compute_dtype(x0.dtype)
         signal, sigma = process.schedule.marginal(steps, x0.device, cd)
         xi = keyed_normal(

@@ -11,7 +11,18 @@ stored in the sample's dtype. The noise returned is rounded to the sample's dtyp
 and x_t is computed from that rounded noise, so (x_t, noise) is a consistent pair.
 Nothing here reads a GPU value on the host: t is checked eagerly when it is a Python
 int or a CPU tensor, and with an asynchronous device-side assert otherwise. (Exception:
-per-element steps with correlated noise need the distinct step values, one host read.)
+per-element steps with correlated noise on the "increments" path need the number of
+distinct steps, one host read; the "frames" path needs none.)
+
+Clean elements (DESIGN.md, section 5): step -1 (the data; -1.0 in continuous time) per
+element, sample or call applies no transition: x_t = x0 exactly there and the noise
+returned is 0 there, for every family and path, keyed or not. Per-element steps with
+correlated noise follow one of two joint laws (``per_element``): "chain" (the default,
+the chain's own law) or "shared" (one draw, each element scaled by its own sigma_t).
+
+Sharded keyed noise (``noisejump.shards``): ``shard=(axis, start, stop, size)`` makes a
+call on elements [start, stop) of every sample along an event axis draw exactly that slice
+of the unsharded call's noise, for families independent along that axis.
 
 Correlated noise (DESIGN.md, section 1): with a fixed covariance S the chain
 x_k = sqrt(alpha_k) x_{k-1} + sqrt(beta_k) L e_k has q(x_t | x0) = N(signal_t x0,
@@ -22,13 +33,14 @@ is that variance times S. ``plan(t)`` says which path ``q_sample`` takes and why
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
 
 from .._numpy import from_numpy
-from ..checks import check_order, check_values
+from ..checks import check_order, check_values, host_readable
 from ..kernels import q_sample_keyed
 from ..kernels.affine import affine
 from ..kernels.affine import compute_dtype as _compute_dtype
@@ -37,6 +49,7 @@ from ..noise import NoiseFamily, get_noise
 from ..noise.isotropic import Isotropic
 from ..rng import keyed_normal
 from ..schedules.discrete import ScheduleLike
+from ..shards import Shard, restrict
 from . import per_element
 from .plan import (
     Plan,
@@ -67,7 +80,15 @@ class ForwardProcess:
             assert (True, no host sync) or not at all (False). CPU inputs are always checked.
         path: "auto" (the cheapest exact path, see [`plan`][noisejump.ForwardProcess.plan])
             or "chain" (force the O(t) chain in ``q_sample``, for comparison).
+        joint_law: the law of per-element steps with correlated noise: "chain" (the
+            default: the Markov chain in which element i has taken its own t_i steps,
+            Cov = sigma_i sigma_j rho(t_i, t_j) S_ij, what ``verify`` proves) or "shared"
+            (one draw L e of N(0, S), each element scaled by its own sigma_t: Cov =
+            sigma_i sigma_j S_ij). See ``noisejump.processes.per_element``.
     """
+
+    #: The white-noise shard of a restricted copy (``_restricted``); None: unsharded.
+    _white_shard: Shard | None = None
 
     def __init__(
         self,
@@ -76,6 +97,7 @@ class ForwardProcess:
         *,
         validate: bool = True,
         path: str = "auto",
+        joint_law: str = "chain",
     ) -> None:
         if isinstance(schedule, str):
             raise TypeError(
@@ -107,13 +129,15 @@ class ForwardProcess:
         self.noise = noise
         self.validate = validate
         self.path = check_path(path)
+        self.joint_law = per_element.check_joint_law(joint_law)
 
     @property
     def num_steps(self) -> int:
         return self.schedule.num_steps
 
     def __repr__(self) -> str:
-        return f"ForwardProcess({self.schedule!r}, noise={self.noise!r})"
+        law = "" if self.joint_law == "chain" else f", joint_law={self.joint_law!r}"
+        return f"ForwardProcess({self.schedule!r}, noise={self.noise!r}{law})"
 
     # ---- sampling ----------------------------------------------------------------------
 
@@ -126,59 +150,81 @@ class ForwardProcess:
         *,
         seed: int | None = None,
         keys: torch.Tensor | None = None,
+        shard: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t ~ q(x_t | x0) = N(signal_t x0, sigma_t^2 S) in one step (Ho et al. 2020, eq. 4).
 
         Args:
             x0: clean samples, batch first, any trailing shape, floating dtype.
             t: an int, a 0-d integer tensor, one step per sample (shape (B,)), or one step
-                per element (as many dimensions as x0, broadcasting to its shape).
+                per element (as many dimensions as x0, broadcasting to its shape). Step -1
+                is the data: no transition there (a clean context frame: x_t = x0, noise 0).
             noise: the structured noise to use (x0's shape); drawn if None. Not accepted
                 where the plan is not one structured draw (per-element steps with
-                correlated noise, a forced chain).
+                correlated noise under the chain law, a forced chain).
             generator: torch.Generator for the drawn noise.
             seed, keys: keyed noise instead (``noisejump.rng``): an int seed and one key per
                 sample, an integer tensor (B,) or (B, 2); sample b's noise depends only on
                 (seed, keys[b]), so any sub-batch gets exactly its rows of the full call.
+            shard: (axis, start, stop, size), keyed noise only: x0 (and t) hold elements
+                [start, stop) of every sample along event axis ``axis`` (batch excluded) of
+                full length ``size``; the result is exactly that slice of the unsharded
+                call (``noisejump.shards``). Refused along an axis the noise is correlated
+                along, and on the "increments" path.
         Returns:
             (x_t, noise), both in x0's dtype; x_t is computed from the returned noise,
-            noise = (x_t - signal_t x0) / sigma_t elementwise.
+            noise = (x_t - signal_t x0) / sigma_t elementwise (0 at clean elements).
         """
         _check_sample(x0, "x0")
-        self.noise.check_shape(tuple(x0.shape[1:]))
-        t = self._steps(t, x0)
+        process = self._for_shard(shard, x0, seed, keys)
+        return process._q_sample(x0, t, noise, generator, seed, keys)
+
+    def _q_sample(
+        self,
+        x0: torch.Tensor,
+        t: Any,
+        noise: torch.Tensor | None,
+        generator: torch.Generator | None,
+        seed: int | None,
+        keys: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self._steps(t, x0, lowest=-1)
         keyed = _keyed(seed, keys, noise, generator)
-        path = fixed_covariance_path(self.noise, t, self.path)
+        shape = tuple(x0.shape)
+        path = fixed_covariance_path(self.noise, t, self.path, shape[1:], self.joint_law)
         if path == "closed":
             return self._q_sample_closed(x0, t, noise, generator, seed, keys)
         if noise is not None:
-            plan = self._plan(t, x0.shape)
+            plan = self._plan(t, shape)
             raise ValueError(
                 f"noise= cannot be used on the {plan.path!r} path (it takes "
                 f"{plan.draws} draws, not one): {plan.reason}"
             )
-        if path == "increments":
-            if keyed:
-                e = self._keyed_increments(x0, t, cast(int, seed), cast(torch.Tensor, keys))
-            else:
-                e = self._increments(x0, t, self._random_draw(x0, generator))
-            signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
-            e = e.to(x0.dtype)
-            return _affine(signal, x0, sigma, e), e
         draw = self._keyed_draw(x0, seed, keys) if keyed else self._random_draw(x0, generator)
-        return self._with_noise(x0, t, self._chain(x0, t, draw))
+        if path == "chain":
+            return self._with_noise(x0, t, self._chain(x0, t, draw))
+        sliced = self._white_shard
+        if path == "increments" and sliced is not None and t.shape[1 + sliced.axis] > 1:
+            raise ValueError(
+                "shard= along an axis the steps vary along cannot be used on the "
+                f"'increments' path (per-element steps with correlated noise {self.noise!r}): "
+                "its draws follow the distinct steps of the whole sample, which a shard does "
+                "not see. Shard along another axis, use a frame family with per-frame steps "
+                "(the 'frames' path), or joint_law='shared'"
+            )
+        e = self._correlated_noise(x0, t, path, draw)
+        signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        e = e.to(x0.dtype)
+        return _affine(signal, x0, sigma, e), e
 
-    def _keyed_increments(
-        self, x0: torch.Tensor, t: Any, seed: int, keys: torch.Tensor
+    def _correlated_noise(
+        self, x0: torch.Tensor, t: Any, path: str, draw: Callable[[int], torch.Tensor]
     ) -> torch.Tensor:
-        """Per-element increments one sample at a time, each over its own distinct steps,
-        so a sample's keyed noise does not depend on the other samples of the batch."""
-        rows = []
-        for b in range(len(x0)):
-            t_b = t[b : b + 1] if t.shape[0] == len(x0) else t
-            draw = self._keyed_draw(x0[b : b + 1], seed, keys[b : b + 1])
-            rows.append(self._increments(x0[b : b + 1], t_b, draw))
-        return torch.cat(rows)
+        """The chain law's e (zero at clean elements) on the "frames" or "increments" path,
+        in the compute dtype; ``draw(j)`` gives white draw j."""
+        if path == "frames":
+            return per_element.frame_noise(self.schedule, self.noise, t, tuple(x0.shape), draw(0))
+        return per_element.increments(self.schedule, self.noise, x0, t, draw)
 
     def _q_sample_closed(
         self,
@@ -189,15 +235,30 @@ class ForwardProcess:
         seed: int | None = None,
         keys: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The one-draw closed form signal_t x0 + sigma_t L e. Keyed noise of a diagonal
-        family (L e = s * e) takes ``q_sample_keyed``: one fused pass where the kernel runs,
-        and one opaque op while torch.compile traces, so compiled = eager bitwise."""
-        signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
+        """The one-draw closed form signal_t x0 + sigma_t L e, L e zero at clean elements.
+        Keyed noise of a diagonal family (L e = s * e) takes ``q_sample_keyed``: one fused
+        pass where the kernel runs, and one opaque op while torch.compile traces, so
+        compiled = eager bitwise."""
+        cd = _compute_dtype(x0.dtype)
+        signal, sigma = self.schedule.marginal(t, x0.device, cd)
+        clean = _clean_mask(t, x0.device)
         if seed is not None and keys is not None:
             diagonal, scale = diagonal_scale(self.noise, tuple(x0.shape))
             if diagonal:
-                return q_sample_keyed(x0, signal, sigma, seed=seed, keys=keys, scale=scale)
+                keep = None if clean is None else (~clean).to(cd)
+                return q_sample_keyed(
+                    x0,
+                    signal,
+                    sigma,
+                    seed=seed,
+                    keys=keys,
+                    scale=scale,
+                    keep=keep,
+                    shard=self._white_shard,
+                )
         noise = self._noise(x0, noise, generator, seed, keys)
+        if clean is not None:
+            noise = noise.masked_fill(clean, 0.0)
         return _affine(signal, x0, sigma, noise), noise
 
     def q_sample_from(
@@ -210,21 +271,27 @@ class ForwardProcess:
         *,
         seed: int | None = None,
         keys: torch.Tensor | None = None,
+        shard: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t ~ q(x_t | x_s) = N(alpha_{t|s} x_s, sigma^2_{t|s} S) for s <= t; s = -1 is x0.
 
         alpha_{t|s} = sqrt(abar_t / abar_s), sigma^2_{t|s} = 1 - abar_t / abar_s
-        (Kingma et al. 2021, eq. 19). Returns (x_t, noise) in x_s's dtype. ``seed`` and
-        ``keys`` draw keyed noise, as in [`q_sample`][noisejump.ForwardProcess.q_sample].
+        (Kingma et al. 2021, eq. 19). Returns (x_t, noise) in x_s's dtype. ``seed``,
+        ``keys`` and ``shard`` draw keyed noise, as in
+        [`q_sample`][noisejump.ForwardProcess.q_sample]. Where t = -1 (then s = -1: a clean
+        element) x_t = x_s and the noise is 0.
         """
         _check_sample(x_s, "x_s")
-        self.noise.check_shape(tuple(x_s.shape[1:]))
-        s = self._steps(s, x_s, name="s", lowest=-1)
-        t = self._steps(t, x_s)
-        self._require_elementwise("q_sample_from", s, t)
-        self._check_order(s, t, x_s.device, strict=False)
-        alpha, sigma2 = self.schedule.transition(s, t, x_s.device)
-        noise = self._noise(x_s, noise, generator, seed, keys)
+        process = self._for_shard(shard, x_s, seed, keys)
+        s = process._steps(s, x_s, name="s", lowest=-1)
+        t = process._steps(t, x_s, lowest=-1)
+        process._require_elementwise("q_sample_from", s, t)
+        process._check_order(s, t, x_s.device, strict=False)
+        alpha, sigma2 = process.schedule.transition(s, t, x_s.device)
+        noise = process._noise(x_s, noise, generator, seed, keys)
+        clean = _clean_mask(t, x_s.device)
+        if clean is not None:
+            noise = noise.masked_fill(clean, 0.0)
         cd = _compute_dtype(x_s.dtype)
         return _affine(alpha.to(cd), x_s, sigma2.sqrt().to(cd), noise), noise
 
@@ -236,11 +303,12 @@ class ForwardProcess:
         O(t) per sample: the reference the closed form is tested against (Ho et al. 2020,
         eq. 2), with L e_k for correlated noise. Vectorised over the batch; with per-sample
         (per-element) t a sample (an element) stops after its own t + 1 steps. Runs in
-        float32 (float64 for float64 x0), returns x0's dtype.
+        float32 (float64 for float64 x0), returns x0's dtype. An element at step -1 takes
+        no step (x0 itself).
         """
         _check_sample(x0, "x0")
         self.noise.check_shape(tuple(x0.shape[1:]))
-        t = self._steps(t, x0)
+        t = self._steps(t, x0, lowest=-1)
         return self._chain(x0, t, self._random_draw(x0, generator)).to(x0.dtype)
 
     def _chain(self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
@@ -269,18 +337,15 @@ class ForwardProcess:
                 x.mul_(sqrt_alphas[k]).add_(e, alpha=sqrt_betas[k])
         return x
 
-    def _increments(
-        self, x0: torch.Tensor, t: Any, draw: Callable[[int], torch.Tensor]
-    ) -> torch.Tensor:
-        return per_element.increments(self.schedule, self.noise, x0, t, draw)
-
     def _with_noise(
         self, x0: torch.Tensor, t: Any, x_t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_t, noise) in x0's dtype with noise = (x_t - signal_t x0) / sigma_t, and x_t
+        """(x_t, noise) in x0's dtype with noise = (x_t - signal_t x0) / sigma_t (0 where
+        sigma_t = 0: clean elements, where the chain leaves x0 as it is), and x_t
         recomputed from the rounded noise so the pair stays consistent."""
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
-        noise = ((x_t - signal * x0.to(x_t.dtype)) / sigma).to(x0.dtype)
+        safe = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
+        noise = ((x_t - signal * x0.to(x_t.dtype)) / safe).to(x0.dtype)
         return _affine(signal, x0, sigma, noise), noise
 
     def _random_draw(
@@ -329,25 +394,31 @@ class ForwardProcess:
     ) -> torch.Tensor:
         """The plan's closed form in the compute dtype; ``draw(j)`` gives white draw j."""
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
-        if fixed_covariance_path(self.noise, t, "auto") == "increments":
-            e = self._increments(x0, t, draw)
-        else:
+        path = fixed_covariance_path(self.noise, t, "auto", tuple(x0.shape[1:]), self.joint_law)
+        if path == "closed":
             e = self.noise.apply(draw(0), x0.shape)
+        else:
+            e = self._correlated_noise(x0, t, path, draw)
         return signal * x0.to(signal.dtype) + sigma * e
 
     def moments(self, event_shape: tuple[int, ...], t: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(M_t, C_t) of q(x_t | x0) = N(M_t x0, C_t) for one sample, dense float64, from the
         analytic covariance S of the family: M_t = signal_t I, C_t = sigma_t^2 S; for
-        per-element t (event-shaped), M_t = diag(signal_ti) and C_ij = K(ti, tj) S_ij with
-        K(a, b) = sqrt(abar_a abar_b) (1/abar_min(a,b) - 1) (``per_element.kernel``)."""
+        per-element t (event-shaped), M_t = diag(signal_ti) and, under the chain law,
+        C_ij = K(ti, tj) S_ij with K(a, b) = sigma_a sigma_b rho(a, b) (``per_element``),
+        under the shared law C_ij = sigma_ti sigma_tj S_ij."""
         event_shape = tuple(event_shape)
-        t = torch.as_tensor(t).long().cpu()
+        t = torch.as_tensor(t).cpu()
         if t.dim() == len(event_shape) + 1:  # a batch-first step tensor of one sample
             t = t[0]
         noise_cov = self.noise.covariance(event_shape)  # refuses a d x d beyond its bound
-        log_abar = per_element.log_alphas_cumprod(self.schedule, t.expand(event_shape).flatten())
-        cov = per_element.kernel(log_abar, log_abar) * noise_cov
-        return torch.diag(torch.exp(log_abar / 2)), cov
+        steps = t.expand(event_shape).flatten()
+        signal, sigma = self.schedule.marginal(steps, "cpu", F64)
+        if self.joint_law == "shared":
+            law = sigma[:, None] * sigma[None, :]
+        else:
+            law = per_element.kernel(self.schedule, steps, steps)
+        return torch.diag(signal), law * noise_cov
 
     # ---- the plan --------------------------------------------------------------------------
 
@@ -364,13 +435,15 @@ class ForwardProcess:
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) and t.dim() > 1 else None
         like_shape = shape if shape is not None else (_batch_of(t), 1)
         like = torch.zeros(()).expand(tuple(like_shape))
-        t = self._steps(t, like)
+        t = self._steps(t, like, lowest=-1)
         return self._plan(t, shape, path=path)
 
     def _plan(self, t: Any, shape: tuple[int, ...] | None, *, path: str | None = None) -> Plan:
         continuous = getattr(self.schedule, "is_continuous", False)
         path = check_path(path or self.path)
-        return plan_fixed_covariance(self.noise, t, shape, path, continuous=continuous)
+        return plan_fixed_covariance(
+            self.noise, t, shape, path, continuous=continuous, joint_law=self.joint_law
+        )
 
     # ---- posterior and targets --------------------------------------------------------------
 
@@ -402,6 +475,12 @@ class ForwardProcess:
         s = t - 1 if s is None else self._steps(s, x_t, name="s", lowest=-1)
         self._check_order(s, t, x_t.device, strict=True)
         if not self._elementwise(s, t):
+            if self.joint_law == "shared":
+                raise ValueError(
+                    "q_posterior with per-element steps and correlated noise needs the chain "
+                    "law: the 'shared' law defines the marginal q(x_t | x0) only, no joint "
+                    "law of (x_s, x_t)"
+                )
             return per_element.posterior(self.schedule, self.noise, x0, x_t, s, t)
         device, transition = x_t.device, self.schedule.transition
         alpha_ts, sigma2_ts = transition(s, t, device)
@@ -428,7 +507,7 @@ class ForwardProcess:
         """
         _check_sample(x0, "x0")
         _check_noise(noise, x0)
-        t = self._steps(t, x0)
+        t = self._steps(t, x0, lowest=-1)
         signal, sigma = self.schedule.marginal(t, x0.device, _compute_dtype(x0.dtype))
         return _affine(-sigma, x0, signal, noise)
 
@@ -461,7 +540,7 @@ class ForwardProcess:
         _check_sample(x_t, "x_t")
         _check_sample(model_output, "model_output")
         _check_pair(x_t, model_output, "x_t", "model_output")
-        t = self._steps(t, x_t)
+        t = self._steps(t, x_t, lowest=-1)
         signal, sigma = self.schedule.marginal(t, x_t.device, _compute_dtype(x_t.dtype))
         if prediction == "sample":
             return model_output.to(x_t.dtype)
@@ -540,6 +619,7 @@ class ForwardProcess:
             keys=keys,
             stream=stream,
             device=x.device,
+            shard=self._white_shard,
         )
         return self.noise.apply(white.to(_compute_dtype(x.dtype)), tuple(x.shape)).to(x.dtype)
 
@@ -547,16 +627,39 @@ class ForwardProcess:
         self, x0: torch.Tensor, t: Any, seed: int, keys: torch.Tensor, stream: int = 0
     ) -> torch.Tensor:
         """The noise ``q_sample(x0, t, seed=seed, keys=keys)`` returns, for validated steps
-        t (the epsilon target of the keyed losses); ``stream`` moves the closed form's draw.
-        On the closed path it does not read x0's values (only its shape and dtype)."""
-        if fixed_covariance_path(self.noise, t, self.path) == "closed":
-            return self._keyed_closed_noise(x0, seed, keys, stream)
+        t (the epsilon target of the keyed losses; a copy restricted by ``_for_shard``
+        gives its shard's); ``stream`` moves the closed form's draw. On the closed path it
+        does not read x0's values (only its shape and dtype)."""
+        path = fixed_covariance_path(self.noise, t, self.path, tuple(x0.shape[1:]), self.joint_law)
+        if path == "closed":
+            noise = self._keyed_closed_noise(x0, seed, keys, stream)
+            clean = _clean_mask(t, x0.device)
+            return noise if clean is None else noise.masked_fill(clean, 0.0)
         if stream != 0:
             raise ValueError(
-                f"stream={stream}: the {self.plan(t, tuple(x0.shape)).path!r} path draws "
-                "several keyed streams of its own; only stream 0 is defined there"
+                f"stream={stream}: the {path!r} path draws keyed streams of its own; only "
+                "stream 0 is defined there"
             )
-        return self.q_sample(x0, t, seed=seed, keys=keys)[1]
+        return self._q_sample(x0, t, None, None, seed, keys)[1]
+
+    def _for_shard(
+        self, shard: Any, x: torch.Tensor, seed: int | None, keys: torch.Tensor | None
+    ) -> ForwardProcess:
+        """This process for samples like ``x``: itself (shape checked) when ``shard`` is
+        None, else a copy whose family is the noise of the slice (``NoiseFamily.restricted``)
+        and whose keyed draws take the slice's counters of the full sample."""
+        event = tuple(x.shape[1:])
+        if shard is None:
+            self.noise.check_shape(event)
+            return self
+        if seed is None or keys is None:
+            raise ValueError(
+                "shard= needs keyed noise (seed= and keys=): only counter-based noise can "
+                "give a rank its slice of the unsharded draw"
+            )
+        restricted = copy.copy(self)
+        restricted.noise, restricted._white_shard = restrict(self.noise, shard, event)
+        return restricted
 
     def _keyed_draw(
         self, x: torch.Tensor, seed: int | None, keys: torch.Tensor | None
@@ -573,6 +676,7 @@ class ForwardProcess:
             keys=cast(torch.Tensor, keys),
             stream=0 if j == 0 else EXTRA_DRAW_STREAM + j,
             device=x.device,
+            shard=self._white_shard,
         ).to(cd)
 
 
@@ -594,6 +698,17 @@ def _keyed(
     if noise is not None or generator is not None:
         raise ValueError("give either noise/generator or seed/keys, not both")
     return True
+
+
+def _clean_mask(t: Any, device: torch.device) -> torch.Tensor | None:
+    """Where t = -1 (the data: no transition, noise 0), as a boolean tensor broadcasting to
+    the sample; None where there is no such element (read only where that costs no sync)."""
+    if not isinstance(t, torch.Tensor):
+        return torch.ones((), dtype=torch.bool, device=device) if t == -1 else None
+    clean = t == -1
+    if host_readable(clean) and not bool(clean.any()):
+        return None
+    return clean
 
 
 def _batch_of(t: Any) -> int:

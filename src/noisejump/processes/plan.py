@@ -3,9 +3,12 @@
 ``process.plan(t, shape)`` returns a ``Plan``; ``q_sample`` follows it. The paths,
 cheapest first (DESIGN.md, section 1, the table of cases):
 
-    closed      one structured draw: x_t = signal_t x0 + sigma_t L e
-    increments  per-element steps with correlated noise: one structured draw per distinct
-                step value, accumulated in sorted order (exact)
+    closed      one structured draw: x_t = signal_t x0 + sigma_t L e (per-element steps:
+                diagonal S, or the "shared" joint law)
+    frames      per-frame steps with frame-correlated noise S = R (x) S_space, the chain
+                law: one draw mixed across frames by G, G G^T = rho o R (F x F per sample)
+    increments  per-element steps with correlated noise, the chain law: one structured draw
+                per distinct step value of a sample, accumulated in sorted order (exact)
     per-mode    a shared eigenbasis (DCT/FFT): x_t = U(m_t * U^T x0 + sqrt(c_t) * e)
     mixture     K fixed atoms: x_t = signal_t x0 + sum_k sqrt(c_k(t)) L_k e_k
     dense       dense M_t, C_t precomputed for the requested t (small d only)
@@ -21,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..checks import host_readable
+from .per_element import distinct_steps, frame_axis
 
 if TYPE_CHECKING:
     from ..noise import NoiseFamily
 
-PATHS = ("closed", "increments", "per-mode", "mixture", "dense", "chain")
+PATHS = ("closed", "frames", "increments", "per-mode", "mixture", "dense", "chain")
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,24 @@ def check_path(path: str, allowed: tuple[str, ...] = ("auto", "chain")) -> str:
     return path
 
 
-def fixed_covariance_path(noise: NoiseFamily, t: Any, path: str) -> str:
-    """The path of ``ForwardProcess`` for validated steps ``t`` (what ``q_sample`` follows,
-    without building the ``Plan``): "chain" when forced, "increments" for per-element
-    steps with correlated noise, else "closed"."""
+def fixed_covariance_path(
+    noise: NoiseFamily,
+    t: Any,
+    path: str,
+    event_shape: tuple[int, ...],
+    joint_law: str = "chain",
+) -> str:
+    """The path of ``ForwardProcess`` for validated steps ``t`` on events of
+    ``event_shape`` (what ``q_sample`` follows, without building the ``Plan``): "chain"
+    when forced; for per-element steps with correlated noise under the chain law,
+    "frames" where the family splits across frames and t varies along them only, else
+    "increments"; otherwise "closed"."""
     if path == "chain":
         return "chain"
     diagonal = noise.is_isotropic or noise.eigenbasis == "identity"
-    return "increments" if is_per_element(t) and not diagonal else "closed"
+    if not is_per_element(t) or diagonal or joint_law == "shared":
+        return "closed"
+    return "frames" if frame_axis(noise, t, tuple(event_shape)) is not None else "increments"
 
 
 def plan_fixed_covariance(
@@ -93,13 +107,16 @@ def plan_fixed_covariance(
     path: str,
     *,
     continuous: bool = False,
+    joint_law: str = "chain",
 ) -> Plan:
     """The plan of ``ForwardProcess`` (scalar transitions, fixed S = L L^T) for validated
-    steps ``t`` on a batch of ``shape`` (None: no cost estimate). A continuous-time
-    schedule has no chain, so no chain cost and no forced chain."""
+    steps ``t`` on a batch of ``shape`` (None: no cost estimate, and per-element steps are
+    taken to have the full shape). A continuous-time schedule has no chain, so no chain
+    cost and no forced chain."""
     if continuous and path == "chain":
         raise ValueError("path='chain' needs a discrete schedule; this one is continuous-time")
-    chosen = fixed_covariance_path(noise, t, path)
+    event = tuple(shape[1:]) if shape is not None else _event_of(t)
+    chosen = fixed_covariance_path(noise, t, path, event, joint_law)
     # The last step, for the chain's cost: read only where that costs no device sync.
     readable = not isinstance(t, torch.Tensor) or host_readable(t)
     last = last_step(t) if (readable or chosen == "chain") and not continuous else None
@@ -121,14 +138,31 @@ def plan_fixed_covariance(
             chain_ops,
             chain_ops,
         )
+    chain_law = (
+        "with correlated S the chain law Cov(x_i, x_j) = sigma_i sigma_j rho(ti, tj) S_ij, "
+        "rho = exp(-|lambda_ti - lambda_tj| / 2), is not a multiple of S"
+    )
+    if chosen == "frames":
+        frames = event[frame_axis(noise, t, event)]  # type: ignore[index]
+        one_draw = ops(1)
+        return Plan(
+            "frames",
+            f"per-frame steps, frame-correlated noise {noise!r} (S = R (x) S_space)",
+            f"{chain_law}; across frames it is (rho o R) (x) S_space: one draw, mixed "
+            f"across the {frames} frames by G, G G^T = rho o R ({frames} x {frames} per "
+            "sample, positive definite by the Schur product theorem)",
+            f"{noise.cost} + O(F d), F = {frames} frames",
+            1,
+            None if one_draw is None else one_draw + frames * math.prod(event),
+            chain_ops,
+        )
     if chosen == "increments":
-        draws = len(torch.unique(t))
+        draws = distinct_steps(t)[0].shape[1]
         return Plan(
             "increments",
             f"per-element steps, correlated noise {noise!r}",
-            "with correlated S, Cov(x_i, x_j) = sqrt(abar_ti abar_tj)(1/abar_min(ti,tj) - 1)"
-            " S_ij is not a multiple of S: exact with one structured draw per distinct "
-            f"step value ({draws} here), accumulated in sorted order",
+            f"{chain_law}: exact with one structured draw per distinct step value of a "
+            f"sample (at most {draws} here), accumulated in sorted order",
             f"m x {noise.cost}, m = {draws} distinct steps",
             draws,
             ops(draws),
@@ -143,9 +177,19 @@ def plan_fixed_covariance(
             "the transitions sqrt(alpha_t) I commute with a fixed S: q(x_t | x0) = "
             "N(signal_t x0, sigma_t^2 S)"
         )
-    if is_per_element(t):
+    if is_per_element(t) and (noise.is_isotropic or noise.eigenbasis == "identity"):
         reason += "; S is diagonal, so per-element steps are elementwise closed forms"
+    elif is_per_element(t):
+        reason += (
+            "; per-element steps under the 'shared' joint law: one draw L e, each element "
+            "scaled by its own sigma_t (not the chain's law)"
+        )
     return Plan("closed", structure, reason, noise.cost, 1, ops(1), chain_ops)
+
+
+def _event_of(t: Any) -> tuple[int, ...]:
+    """The event of per-element steps taken at their own shape (no sample shape given)."""
+    return tuple(t.shape[1:]) if isinstance(t, torch.Tensor) and t.dim() > 1 else ()
 
 
 def is_per_element(t: Any) -> bool:

@@ -10,8 +10,9 @@ Notation (Ho et al. 2020, arXiv 2006.11239, eq. 4; Kingma et al. 2021, VDM, arXi
     snr              abar_t / (1 - abar_t);   log_snr = log(snr)
 
 Code step k is mathematical step k + 1: ``alphas_cumprod[0]`` already includes one step.
-Step ``-1`` stands for the clean data x0 (signal 1, sigma 0); it is a valid *start* of a
-jump (``q_sample_from``) and the target of the posterior at step 0, never a noisy state.
+Step ``-1`` stands for the clean data x0 (signal 1, sigma 0): the *start* of a jump
+(``q_sample_from``), the target of the posterior at step 0, and a clean element of
+``q_sample`` (a context frame kept clean: no transition, x_t = x0 and noise 0 there).
 
 What ``ForwardProcess`` needs from a schedule is small: ``steps`` (validate and place t),
 ``marginal`` (signal and sigma of q(x_t | x0)) and ``transition`` (alpha_{t|s} and
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 import torch
 
 from .._numpy import from_numpy as _from_numpy
-from ..checks import as_int64, check_device, check_range, host_readable
+from ..checks import as_int64, broadcasts_per_element, check_device, check_range, host_readable
 from .shift import check_shift, softplus
 from .spacing import spaced_steps
 
@@ -320,7 +321,8 @@ class Schedule:
     ) -> torch.Tensor:
         """A cached copy of an internal table on ``device`` in ``dtype`` (built in float64).
 
-        Names: ``signal``/``sigma`` (length T), ``signal_sigma`` (both, 2 x T),
+        Names: ``signal``/``sigma`` (length T), ``signal_sigma`` (both, 2 x (T + 1): the
+        last column is step -1, the data (1, 0), so that index -1 reads it),
         ``log_alphas_cumprod_x0`` (length T + 1, entry 0 is step -1, the data),
         ``sqrt_alphas``/``sqrt_betas`` (one chain step). Private: the process and its
         helpers read it; the public tables (``alphas_cumprod``, ...) are fresh copies.
@@ -339,7 +341,9 @@ class Schedule:
         if name == "sigma":
             return torch.sqrt(-torch.expm1(log_abar))
         if name == "signal_sigma":
-            return torch.stack([self._float64_table("signal"), self._float64_table("sigma")])
+            pair = torch.stack([self._float64_table("signal"), self._float64_table("sigma")])
+            data = torch.tensor([[1.0], [0.0]], dtype=F64)  # step -1, read at index -1
+            return torch.cat([pair, data], dim=1)
         if name == "log_alphas_cumprod_x0":
             return torch.cat([log_abar.new_zeros(1), log_abar])
         if name == "sqrt_alphas":
@@ -383,7 +387,7 @@ class Schedule:
             return self.steps(t, like, name=name, lowest=lowest)
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
-        if t.dim() > 1 and not _broadcasts_per_element(t.shape, like.shape):
+        if t.dim() > 1 and not broadcasts_per_element(t.shape, like.shape):
             raise ValueError(
                 f"{name} must be 0-d, 1-D (one step per sample) or have as many dimensions as "
                 f"the sample and broadcast to its shape {tuple(like.shape)} (one step per "
@@ -413,10 +417,12 @@ class Schedule:
     def marginal(
         self, t: Any, device: torch.device | str, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 I), gathered at t.
+        """(signal_t, sigma_t) of q(x_t | x0) = N(signal_t x0, sigma_t^2 I), gathered at t;
+        step -1 (the data) gives (1, 0).
 
-        Fresh tensors of t's shape (one gather from a cached two-row table): changing them
-        changes nothing else."""
+        Fresh tensors of t's shape (one gather from a cached two-row table whose last column
+        is the data, so that index -1 reads it at no cost): changing them changes nothing
+        else."""
         pair = gather(self._table("signal_sigma", device, dtype), t)
         if isinstance(t, int):
             pair = pair.clone()  # an int index gives a view of the table
@@ -450,13 +456,6 @@ def gather(table: torch.Tensor, t: Any) -> torch.Tensor:
     if isinstance(t, torch.Tensor):
         return table[..., t.reshape(-1)].reshape(table.shape[:-1] + t.shape)
     return table[..., t]
-
-
-def _broadcasts_per_element(t_shape: tuple[int, ...], like_shape: tuple[int, ...]) -> bool:
-    """True when t has like's number of dimensions and each size is 1 or like's size."""
-    return len(t_shape) == len(like_shape) and all(
-        a in (1, b) for a, b in zip(t_shape, like_shape, strict=True)
-    )
 
 
 def _is_integer(t: torch.Tensor) -> bool:

@@ -70,8 +70,9 @@ class DiscreteSigmas:
         return self.base.steps(t, like, name=name, lowest=lowest, validate=validate)
 
     def _table(self, name: str, device: Any, dtype: torch.dtype = F64) -> torch.Tensor:
-        """Cached per-device tables: ``signal`` (ones), ``sigma``, ``sigma2_x0`` (length
-        T + 1, entry 0 the data), ``sqrt_alphas`` (ones), ``sqrt_betas`` (one chain step)."""
+        """Cached per-device tables: ``signal`` (ones), ``sigma``, ``sigma_data_last``
+        (length T + 1, the last entry the data), ``sigma2_x0`` (length T + 1, entry 0 the
+        data), ``sqrt_alphas`` (ones), ``sqrt_betas`` (one chain step)."""
         key = (name, torch.device(device), dtype)
         if key not in self._cache:
             self._cache[key] = self._float64_table(name).to(device=device, dtype=dtype)
@@ -85,6 +86,8 @@ class DiscreteSigmas:
             return sigma2.sqrt()
         if name == "signal" or name == "sqrt_alphas":
             return torch.ones_like(sigma2)
+        if name == "sigma_data_last":
+            return torch.cat([sigma2.sqrt(), sigma2.new_zeros(1)])
         if name == "sigma2_x0":
             return torch.cat([sigma2.new_zeros(1), sigma2])
         if name == "sqrt_betas":
@@ -94,8 +97,9 @@ class DiscreteSigmas:
     def marginal(
         self, t: Any, device: Any, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1, sigma_t) of q(x_t | x0) = N(x0, sigma_t^2 I), gathered at t."""
-        sigma = gather(self._table("sigma", device, dtype), t)
+        """(1, sigma_t) of q(x_t | x0) = N(x0, sigma_t^2 I), gathered at t; step -1 (the
+        data) gives (1, 0): the table's last entry, read at index -1."""
+        sigma = gather(self._table("sigma_data_last", device, dtype), t)
         if isinstance(t, int):
             sigma = sigma.clone()  # an int index gives a view of the table
         return torch.ones_like(sigma), sigma

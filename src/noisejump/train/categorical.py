@@ -16,9 +16,10 @@
               (uniform); the mean over the batch, times the sampler's weight
     samples   ``ancestral_sample`` in ``SAMPLE_STEPS`` steps (``--steps``)
 
-Options that shape only the Gaussian run (--noise, --prediction, --weighting,
---zero-terminal-snr; --schedule and --diffusion-steps for absorbing) are refused, not
-ignored: a run's config says what it trained.
+Options that shape only the Gaussian run (--noise, --prediction, --weighting and its
+parameters, --zero-terminal-snr, --shift, --input-perturbation, --time-offset; for
+absorbing also --schedule, --diffusion-steps, --t-min and --t-max, and samplers other than
+uniform and stratified) are refused, not ignored: a run's config says what it trained.
 """
 
 from __future__ import annotations
@@ -30,22 +31,41 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..categorical import CategoricalProcess, LogLinear, d3pm_loss, mdlm_loss
+from ..categorical import CategoricalProcess, d3pm_loss, mdlm_loss
 from ..categorical.sampling import ancestral_sample
 from .data import digits_split
+from .objective import TIME_SCALE, TOKENS
 from .unet import UNet
 
-#: The token processes of ``noisejump train --process``.
-PROCESSES = ("absorbing", "uniform")
+#: The token processes of ``noisejump train --process`` (rows of ``objective.PROCESSES``).
+PROCESSES = TOKENS
 #: The digits' pixel levels 0..16: the data classes of a token run.
 NUM_CLASSES = 17
-#: Steps of the ancestral sampler by default (capped at T for a discrete schedule).
+#: Steps of the ancestral sampler by default (capped at T for a discrete schedule:
+#: ``sampling.sampler_steps``).
 SAMPLE_STEPS = 100
-#: Timestep samplers a continuous-time (absorbing) run accepts.
+#: Timestep samplers a continuous-time (absorbing) run accepts: MDLM's ELBO is an
+#: expectation over uniform t.
 CONTINUOUS_SAMPLERS = ("uniform", "stratified")
-#: The continuous time the network sees is this multiple of t (the U-Net's embedding
-#: expects the range of discrete steps).
-TIME_SCALE = 1000.0
+#: Why each option a token run refuses does not apply to it.
+_LOGITS = "a token model predicts the logits of x0 under the process's ELBO"
+_GAUSSIAN_ONLY = {
+    "noise": _LOGITS,
+    "prediction": _LOGITS,
+    "weighting": _LOGITS,
+    "max_weight": _LOGITS,
+    "zero_terminal_snr": "a token run reads the schedule's abar_t as a keep probability",
+    "shift": "the shift moves a Gaussian log-SNR; a token run keeps its keep probability",
+    "input_perturbation": "input perturbations add Gaussian noise, tokens have none",
+    "time_offset": "offset noise is Gaussian, tokens have none",
+}
+_ABSORBING_ONLY = {
+    "schedule": "an absorbing run uses MDLM's log-linear keep probability in continuous time",
+    "diffusion_steps": "an absorbing run uses MDLM's log-linear keep probability in "
+    "continuous time",
+    "t_min": "MDLM's ELBO draws t uniformly on the whole [1e-3, 1]",
+    "t_max": "MDLM's ELBO draws t uniformly on the whole [1e-3, 1]",
+}
 
 
 def load_tokens(spec: str) -> torch.Tensor:
@@ -71,25 +91,18 @@ def check_config(config: Any) -> None:
     from .config import TrainConfig
 
     default = TrainConfig()
-    gaussian_only = ["noise", "prediction", "weighting", "zero_terminal_snr"]
+    refused = dict(_GAUSSIAN_ONLY)
     if config.process == "absorbing":
-        gaussian_only += ["schedule", "diffusion_steps"]
+        refused.update(_ABSORBING_ONLY)
         if config.timestep_sampler not in CONTINUOUS_SAMPLERS:
             raise ValueError(
                 f"timestep_sampler for --process absorbing (continuous t) must be one of "
                 f"{CONTINUOUS_SAMPLERS}, got {config.timestep_sampler!r}"
             )
-    for name in gaussian_only:
+    for name, why in refused.items():
         if getattr(config, name) != getattr(default, name):
             option = "--" + name.replace("_", "-")
-            raise ValueError(
-                f"{option} does not apply to --process {config.process}: "
-                + (
-                    "an absorbing run uses MDLM's log-linear keep probability in continuous time"
-                    if name in ("schedule", "diffusion_steps")
-                    else "a token model predicts the logits of x0 under the process's ELBO"
-                )
-            )
+            raise ValueError(f"{option} does not apply to --process {config.process}: {why}")
     if config.data != "digits":
         raise ValueError(
             f"--process {config.process} trains on the digits as tokens; --data "
@@ -98,9 +111,8 @@ def check_config(config: Any) -> None:
 
 
 def build_process(config: Any) -> CategoricalProcess:
-    if config.process == "absorbing":
-        return CategoricalProcess(LogLinear(), NUM_CLASSES, "absorbing")
-    return CategoricalProcess(config.build_schedule(), NUM_CLASSES, "uniform")
+    """The run's token process on its keep probability (``objective.build_schedule``)."""
+    return CategoricalProcess(config.build_schedule(), NUM_CLASSES, config.process)
 
 
 class TokenUNet(nn.Module):
@@ -171,24 +183,17 @@ def step_loss(
     return loss
 
 
-def sample_steps(process: CategoricalProcess, steps: int | None = None) -> int:
-    """The ancestral sampler's steps: ``steps``, or ``SAMPLE_STEPS`` (at most T)."""
-    if steps is not None:
-        return steps
-    return SAMPLE_STEPS if process.is_continuous else min(SAMPLE_STEPS, process.num_steps)
-
-
 def sample_images(
     model: nn.Module,
     process: CategoricalProcess,
     shape: tuple[int, ...],
     *,
     seed: int,
-    steps: int | None = None,
+    steps: int,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Digits (``shape`` = (N, 1, H, W)) in [-1, 1] by ancestral sampling of the tokens
-    in ``sample_steps(process, steps)`` steps, with a CPU generator seeded by ``seed``."""
+    in ``steps`` steps, with a CPU generator seeded by ``seed``."""
     generator = torch.Generator().manual_seed(seed)
 
     def x0_logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -198,7 +203,7 @@ def sample_images(
         x0_logits,
         process,
         tuple(shape),
-        steps=sample_steps(process, steps),
+        steps=steps,
         generator=generator,
         device=device,
     )

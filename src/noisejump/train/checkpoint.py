@@ -181,28 +181,14 @@ def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not (path / "state.json").is_file():
-        raise ValueError(f"{str(path)!r} is not a checkpoint directory (no state.json)")
-    try:
-        state = json.loads((path / "state.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointDamaged(f"checkpoint {path} is damaged: state.json: {error}") from None
-    if not isinstance(state, dict):
-        raise CheckpointDamaged(
-            f"checkpoint {path} is damaged: state.json holds a {type(state).__name__}, "
-            "not an object"
+    state = read_state(path)
+    if state.get("format_version") in UNVERIFIED_VERSIONS:
+        warn(
+            f"checkpoint {path} has format {state['format_version']}, written before "
+            "checksums: not verified"
         )
-    version = state.get("format_version")
-    if version in UNVERIFIED_VERSIONS:
-        warn(f"checkpoint {path} has format {version}, written before checksums: not verified")
-    elif version == FORMAT_VERSION:
-        _verify(path, state)
     else:
-        raise ValueError(
-            f"checkpoint {str(path)!r} has format version {version!r}; "
-            f"this noisejump reads versions {(*UNVERIFIED_VERSIONS, FORMAT_VERSION)}"
-        )
-    _check_shape(path, state)
+        _verify_files(path, state)
     try:
         tensors = {name: load_file(str(path / f"{name}.safetensors")) for name in TENSOR_FILES}
     except (OSError, SafetensorError) as error:
@@ -217,11 +203,38 @@ def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     return tensors, state
 
 
-def _verify(path: Path, state: dict) -> None:
-    """The state's own digest, then each tensor file's, against what ``save`` recorded."""
-    body = {k: v for k, v in state.items() if k != "state_sha256"}
-    if state.get("state_sha256") != _state_digest(body):
-        raise CheckpointDamaged(f"checkpoint {path} is damaged: state.json fails its SHA-256")
+def read_state(path: Path) -> dict:
+    """The ``state.json`` of checkpoint ``path``, its own SHA-256 and its shape checked
+    (the tensor files are not read: ``load`` verifies them). CheckpointDamaged or
+    ValueError as ``load``."""
+    path = Path(path)
+    if not (path / "state.json").is_file():
+        raise ValueError(f"{str(path)!r} is not a checkpoint directory (no state.json)")
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointDamaged(f"checkpoint {path} is damaged: state.json: {error}") from None
+    if not isinstance(state, dict):
+        raise CheckpointDamaged(
+            f"checkpoint {path} is damaged: state.json holds a {type(state).__name__}, "
+            "not an object"
+        )
+    version = state.get("format_version")
+    if version == FORMAT_VERSION:
+        body = {k: v for k, v in state.items() if k != "state_sha256"}
+        if state.get("state_sha256") != _state_digest(body):
+            raise CheckpointDamaged(f"checkpoint {path} is damaged: state.json fails its SHA-256")
+    elif version not in UNVERIFIED_VERSIONS:
+        raise ValueError(
+            f"checkpoint {str(path)!r} has format version {version!r}; "
+            f"this noisejump reads versions {(*UNVERIFIED_VERSIONS, FORMAT_VERSION)}"
+        )
+    _check_shape(path, state)
+    return state
+
+
+def _verify_files(path: Path, state: dict) -> None:
+    """Each tensor file's SHA-256 against what ``save`` recorded in the state."""
     digests = state.get("sha256")
     if not isinstance(digests, dict) or set(digests) != {f"{n}.safetensors" for n in TENSOR_FILES}:
         raise CheckpointDamaged(f"checkpoint {path} is damaged: state.json lists no checksums")

@@ -9,8 +9,10 @@ Ranges (``validate``): counts are integers (steps, batch, checkpoints >= 1; warm
 samples >= 0), ``seed`` in [0, 2^32), ``lr`` in (0, 1], and the other real numbers finite
 and > 0.
 
-``process`` names what is trained (``PROCESSES``, the one table of ``noisejump train
---process``); it is stored in every checkpoint's config, so a resumed run refuses another.
+``process`` names what is trained (``objective.PROCESSES``, the one table of ``noisejump
+train --process``); it, the timestep sampler, the shift, the weighting and the input
+perturbation with their parameters are stored in every checkpoint's config, so a resumed
+run refuses another objective (``train/objective.py`` builds them).
 """
 
 from __future__ import annotations
@@ -18,27 +20,20 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import torch
+
 from ..noise import available as noise_names
 from ..noise import get_noise
-from ..objective import PREDICTIONS, WEIGHTINGS, TimestepSampler, check_prediction, get_sampler
+from ..objective import PREDICTIONS, TimestepSampler, check_prediction
 from ..processes import ForwardProcess
-from ..schedules import get_schedule, schedule_names
+from ..schedules import schedule_names
+from ..schedules.shift import check_shift
 from . import categorical as tokens
+from . import objective
+from .objective import PROCESSES, TIMESTEP_SAMPLERS, TRAIN_WEIGHTINGS
 from .unet import UNet
 
-#: ``noisejump train --process``: the process trained, and what that means (the CLI's
-#: choices and help come from this table).
-PROCESSES = {
-    "ddpm": "Gaussian DDPM on --schedule and --diffusion-steps, the U-Net predicts "
-    "--prediction (the default)",
-    "absorbing": "tokens, absorbing state (MDLM, Sahoo et al. 2024): the digits' 17 pixel "
-    "levels masked on a log-linear keep probability, continuous time",
-    "uniform": "tokens, uniform (D3PM, Austin et al. 2021): pixel levels resampled "
-    "uniformly on --schedule and --diffusion-steps",
-}
-#: The timestep samplers a run can name (``noisejump.objective.get_sampler``).
-TIMESTEP_SAMPLERS = ("uniform", "stratified", "logit_normal", "importance")
-
+__all__ = ["PROCESSES", "TIMESTEP_SAMPLERS", "TRAIN_WEIGHTINGS", "TrainConfig"]
 #: The largest learning rate ``validate`` accepts; the seed is below 2^32.
 MAX_LR = 1.0
 SEED_LIMIT = 2**32
@@ -63,6 +58,22 @@ class TrainConfig:
     weighting: str = "uniform"
     snr_gamma: float = 5.0
     timestep_sampler: str = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    mode_scale: float = 1.29
+    beta_a: float = 1.0
+    beta_b: float = 1.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    t_min: float | None = None
+    t_max: float | None = None
+    shift: float = 1.0
+    p2_gamma: float = 1.0
+    p2_k: float = 1.0
+    sigma_data: float = 0.5
+    max_weight: float | None = None
+    input_perturbation: float = 0.0
+    time_offset: float = 0.0
     channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2)
     num_blocks: int = 1
@@ -107,13 +118,7 @@ class TrainConfig:
             raise ValueError(f"noise must be one of {noise_names()}, got {self.noise!r}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.timestep_sampler not in TIMESTEP_SAMPLERS:
-            raise ValueError(
-                f"timestep_sampler must be one of {TIMESTEP_SAMPLERS}, got "
-                f"{self.timestep_sampler!r}"
-            )
+        objective.check_objective(self, TrainConfig())
         for name in (
             "diffusion_steps",
             "channels",
@@ -145,12 +150,19 @@ class TrainConfig:
             isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.channel_mult
         ):
             raise ValueError(f"channel_mult must be positive integers, got {self.channel_mult}")
-        check_prediction(self.prediction, self.build_schedule())
+        check_shift(self.shift)
+        schedule = self.build_schedule()
+        if self.process in tokens.PROCESSES:  # its loss is its ELBO (tokens.check_config)
+            objective.check_sampler_space(self.build_timestep_sampler(), self)
+            return
+        check_prediction(self.prediction, schedule)
+        objective.check_sampler_space(self.build_timestep_sampler(), self)
+        self.build_weighting().check_schedule(schedule, self.prediction)
+        objective.build_perturbation(self, schedule)
 
     def build_schedule(self):
-        return get_schedule(
-            self.schedule, self.diffusion_steps, rescale_zero_terminal_snr=self.zero_terminal_snr
-        )
+        """The run's schedule: discrete (ddpm) or continuous, shifted by ``shift``."""
+        return objective.build_schedule(self)
 
     def build_process(self) -> ForwardProcess | tokens.CategoricalProcess:
         if self.process in tokens.PROCESSES:
@@ -159,13 +171,20 @@ class TrainConfig:
 
     def build_timestep_sampler(self) -> TimestepSampler:
         """The run's timestep sampler; importance sampling is over the run's steps."""
-        if self.timestep_sampler == "importance":
-            return get_sampler("importance", num_steps=self.diffusion_steps)
-        return get_sampler(self.timestep_sampler)
+        return objective.build_sampler(self)
 
-    def build_model(self, image_shape: tuple[int, int, int]) -> UNet | tokens.TokenUNet:
+    def build_weighting(self):
+        """The run's loss weighting, with its parameters."""
+        return objective.build_weighting(self)
+
+    def build_model(self, image_shape: tuple[int, int, int]) -> torch.nn.Module:
+        """The U-Net, fed the run's time (``objective.wrap_model``: the step, 1000 t, or
+        EDM's preconditioning); a token run's one-hot ``TokenUNet``."""
         if self.process in tokens.PROCESSES:
             return tokens.build_model(self, image_shape)
+        return objective.wrap_model(self, self._build_unet(image_shape))
+
+    def _build_unet(self, image_shape: tuple[int, int, int]) -> UNet:
         channels, height, width = image_shape
         if height != width:
             raise ValueError(f"images must be square, got {height}x{width}")

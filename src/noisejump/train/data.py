@@ -4,11 +4,14 @@ Data sets (``load_images(spec)``), every image scaled to [-1, 1], shape (N, C, H
 
     digits        scikit-learn's bundled 8x8 handwritten digits (1797), 1 channel; the
                   training split of a fixed split (``digits_split``)
-    photos        random crops of scikit-learn's two bundled sample photos, 3 channels
+    photos        random crops of scikit-learn's two bundled sample photos, 3 channels;
+                  ``image_size`` at most ``PHOTO_MAX_SIZE``
     folder:PATH   every PNG/JPEG in PATH (not its subfolders), EXIF orientation applied,
                   transparent pixels composited on white (``ALPHA_BACKGROUND``), 16-bit
                   grayscale PNGs scaled by 65535 (8-bit images by 255), resized (shorter
-                  side) and centre-cropped
+                  side) and centre-cropped. PATH must not be empty (``folder:.`` is the
+                  current folder); a run stores it resolved (``canonical``), so
+                  ``folder:imgs`` and the same folder by its absolute path are one data set
 
 A folder's fingerprint (``fingerprint``: the relative path, size and modification time of
 each image file) is stored in every checkpoint, so a resumed run can tell that its data
@@ -31,11 +34,15 @@ import numpy as np
 import torch
 
 DATASETS = ("digits", "photos", "folder:PATH")
+FOLDER = "folder:"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: The fixed held-out split of the digits: 297 images chosen by this seed; 1500 remain.
 DIGITS_SPLIT_SEED = 0
 DIGITS_HELD_OUT = 297
 PHOTO_CROPS = 2048
+#: The largest side of a photo crop: crops span 2 to 4 x size pixels of photos 427 pixels
+#: high (china.jpg and flower.jpg are 427 x 640), so size <= 427 // 4.
+PHOTO_MAX_SIZE = 106
 #: The colour transparent pixels of folder images are composited on (white).
 ALPHA_BACKGROUND = (255, 255, 255)
 #: Pillow's modes for one 16-bit channel (PNG grayscale of bit depth 16).
@@ -69,9 +76,31 @@ def load_images(spec: str, image_size: int | None = None) -> torch.Tensor:
         return digits_split()[0]
     if spec == "photos":
         return _photo_crops(image_size or 32)
-    if spec.startswith("folder:"):
-        return _folder(spec[len("folder:") :], image_size or 32)
+    folder = folder_of(spec)
+    if folder is not None:
+        return _folder(folder, image_size or 32)
     raise ValueError(f"unknown data set {spec!r}; choose one of {DATASETS}")
+
+
+def folder_of(spec: str) -> Path | None:
+    """The folder of a ``folder:PATH`` spec, None for a built-in set; ValueError for an
+    empty PATH (``Path("")`` would be the current folder, silently)."""
+    if not spec.startswith(FOLDER):
+        return None
+    path = spec[len(FOLDER) :]
+    if not path:
+        raise ValueError(
+            f"data {spec!r} names no folder; write folder:PATH (folder:. for the current folder)"
+        )
+    return Path(path)
+
+
+def canonical(spec: str) -> str:
+    """``spec`` with a folder's path resolved (absolute, symbolic links followed), the form
+    a run stores and compares; the built-in sets unchanged. A relative path resolves
+    against the current folder, where it is read from."""
+    folder = folder_of(spec)
+    return spec if folder is None else f"{FOLDER}{folder.resolve()}"
 
 
 def _photo_crops(size: int) -> torch.Tensor:
@@ -79,6 +108,12 @@ def _photo_crops(size: int) -> torch.Tensor:
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
+    if size > PHOTO_MAX_SIZE:
+        raise ValueError(
+            f"image_size for photos must be at most {PHOTO_MAX_SIZE} (crops of 2 to 4 x size "
+            f"pixels of 427-pixel-high photos), got {size}; use --data folder:PATH for larger "
+            "images"
+        )
     photos = load_sample_images().images
     rng = np.random.default_rng(0)
     crops = []
@@ -92,7 +127,7 @@ def _photo_crops(size: int) -> torch.Tensor:
     return _to_tensor(np.stack(crops))
 
 
-def _folder(path: str, size: int) -> torch.Tensor:
+def _folder(path: Path, size: int) -> torch.Tensor:
     from PIL import UnidentifiedImageError
 
     images = []
@@ -105,7 +140,7 @@ def _folder(path: str, size: int) -> torch.Tensor:
     return (unit * 2.0 - 1.0).contiguous()
 
 
-def image_files(path: str) -> list[Path]:
+def image_files(path: Path) -> list[Path]:
     """The image files of folder ``path``, sorted; ValueError if there are none."""
     folder = Path(path)
     if not folder.is_dir():
@@ -143,10 +178,11 @@ def fingerprint(spec: str) -> dict | None:
     """What identifies the data of ``spec``: for ``folder:PATH``, the number of image
     files, their total size and the SHA-256 of the sorted (name, size, mtime in ns)
     list; None for the built-in sets (fixed by the package)."""
-    if not spec.startswith("folder:"):
+    folder = folder_of(spec)
+    if folder is None:
         return None
     listing = []
-    for file in image_files(spec[len("folder:") :]):
+    for file in image_files(folder):
         info = file.stat()
         listing.append([file.name, info.st_size, info.st_mtime_ns])
     text = json.dumps(listing, separators=(",", ":")).encode()

@@ -17,19 +17,27 @@ class TrainingStopped(RuntimeError):
 
 
 class Interrupted(TrainingStopped):
-    """SIGINT or SIGTERM: the current step was finished and a checkpoint written.
+    """SIGINT or SIGTERM: the current step was finished and a checkpoint written. With
+    ``last`` the step was the run's last and the summary and final samples are not
+    written: ``--resume`` writes them.
 
     ``exit_code`` is 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as a shell
     reports a process the signal ended.
     """
 
-    def __init__(self, signum: int, step: int, saved: Path, run_dir: Path):
-        self.signum, self.step, self.saved = signum, step, saved
+    def __init__(self, signum: int, step: int, saved: Path, run_dir: Path, last: bool = False):
+        self.signum, self.step, self.saved, self.last = signum, step, saved, last
         self.exit_code = 128 + signum
+        resume = f"`noisejump train {run_dir} --resume`"
+        todo = (
+            f"to write the summary and the final samples, run {resume}"
+            if last
+            else f"to continue, run {resume} (options not given keep the run's values)"
+        )
+        when = f"after step {step}, the last," if last else f"after step {step}"
         super().__init__(
-            f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {saved} "
-            f"is written; to continue, run `noisejump train {run_dir} --resume` with the "
-            "same options"
+            f"stopped by {signal.Signals(signum).name} {when}; checkpoint {saved} is "
+            f"written; {todo}"
         )
 
 

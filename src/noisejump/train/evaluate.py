@@ -21,7 +21,7 @@ import torch
 
 from .data import digits_split
 from .restore import load_trained
-from .sampling import default_sampler, sample, sampler_steps
+from .sampling import default_sampler, process_steps, sample, sampler_steps
 
 #: Done-when thresholds (issue 5): FD ratio at most, nearest-distance ratio at least.
 MAX_FD_RATIO = 1.5
@@ -133,7 +133,7 @@ def evaluate_run(
             "run": str(trained.run_dir),
             "step": trained.step,
             "sampler": sampler,
-            "sampler_steps": sampler_steps(sampler, trained.process, steps),
+            "sampler_steps": sampler_steps(sampler, process_steps(trained.process), steps),
             "seed": seed,
         }
     )

@@ -8,8 +8,11 @@ One optimiser step on the global batch of B samples (B / W per rank):
            steps (``noisejump.objective.sample_time``)
     x_t, e process.q_sample(x0, t, seed=seed, keys=(g, step)): the exact O(1) jump with
            counter-based noise keyed by sample and step (``noisejump.rng.training_keys``;
-           Philox stream 0 for the noise, stream 1 for the timestep uniforms)
-    loss   mean_b  w_b lambda(t_b) |f(x_t, t)_b - target_b|^2 / d   (objective.py)
+           Philox stream 0 for the noise, stream 1 for the timestep uniforms); with an
+           input perturbation, its keyed q_sample (the target keeps e, or the offset
+           noise's ELBO target)
+    loss   mean_b  w_b omega(t_b) |f(x_t, t)_b - target_b|^2 / d, omega the run's
+           weighting (``train/objective.py``: process, sampler, shift, weighting)
 
 With DDP each rank averages over its B / W samples and DDP averages the gradients over
 ranks: the gradient of the global mean. Every random choice is a function of the key, so
@@ -21,6 +24,7 @@ the uninterrupted run (same losses on CPU). Token runs (``--process absorbing`` 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ..objective import loss_weights, sample_time, target
+from ..objective import TimeDependentOffset, loss_weights, sample_time, target
 from ..rng import training_keys
 from . import categorical as tokens
 from . import checkpoint, data, distributed, faults, files, restore
@@ -36,6 +40,7 @@ from .config import TrainConfig
 from .divergence import DivergenceWatch
 from .errors import Diverged, Interrupted
 from .lock import claim
+from .objective import build_perturbation
 from .progress import LOSS_WINDOW, Progress
 from .signals import StopRequest
 
@@ -62,6 +67,8 @@ def train(
     ``allow_changed_data``.
     """
     config.validate()
+    # The data folder as the run stores and compares it: resolved (one folder, one name).
+    config = dataclasses.replace(config, data=data.canonical(config.data))
     run_dir = Path(run_dir)
     device = torch.device(config.device)
     world = distributed.setup(device)
@@ -92,11 +99,15 @@ class _Totals:
 
 def _train(config, run_dir, resume, progress, allow_changed_data, world, device, stop) -> dict:
     restored = restore.resume_point(run_dir, world) if resume else None
+    fingerprint = data.fingerprint(config.data)
+    if restored is not None:  # the config this session trains with (bf16 may be the saved)
+        config = restore.check_resume(
+            restored[2], config, restored[0], fingerprint, allow_changed_data
+        )
     if config.process in tokens.PROCESSES:
         images = tokens.load_tokens(config.data)
     else:
         images = data.load_images(config.data, config.image_size)
-    fingerprint = data.fingerprint(config.data)
     process = config.build_process()
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG stays untouched
         torch.manual_seed(config.seed)  # the initial weights; every other draw is keyed
@@ -104,10 +115,11 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     sampler = config.build_timestep_sampler()
+    weighting = config.build_weighting()
+    perturbation = build_perturbation(config, process.schedule)
     totals, start, saved = _Totals(), 0, None
     if restored is not None:
         saved, tensors, state = restored
-        restore.check_resume(state, config, saved, fingerprint, allow_changed_data)
         restore.load_training_state(model, ema, optimizer, sampler, tensors, state, saved)
         start = state["step"]
         totals = _Totals(
@@ -130,8 +142,15 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
     meter = Progress(config.steps, start, config.batch_size, enabled=progress and world.is_main)
     ema_decay = 0.5 ** (config.batch_size / (config.ema_halflife_ksamples * 1000))
     autocast = device.type == "cuda" and config.bf16
-    make_loss = tokens.step_loss if config.process in tokens.PROCESSES else _gaussian_loss
-    step_loss = make_loss(config, process, network, device, autocast)
+    if config.process in tokens.PROCESSES:
+        step_loss = tokens.step_loss(config, process, network, device, autocast)
+    else:
+        step_loss = _gaussian_loss(
+            config, process, perturbation, weighting, network, device, autocast
+        )
+    # A token run's continuous t is float64 (its keep probability near t = 0); a Gaussian
+    # run's is float32, the time that noised is the time the model sees; steps are int64.
+    time_dtype = torch.float64 if config.process in tokens.PROCESSES else None
     seconds_before, started = totals.train_seconds, time.perf_counter()
     try:
         for step in range(start, config.steps):
@@ -149,7 +168,7 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
                 keys=keys,
                 positions=indices - step * config.batch_size,
                 global_batch=config.batch_size,
-                dtype=torch.float64,  # a token run's continuous t; steps stay int64
+                dtype=time_dtype,
             )
             t = t.to(device)
             loss, per_sample, noised = step_loss(x0, t, w, keys)
@@ -190,38 +209,40 @@ def _train(config, run_dir, resume, progress, allow_changed_data, world, device,
                 distributed.barrier(world)
                 saved = checkpoint.step_dir(run_dir, done)  # every rank names it
             if signum:  # a checkpoint of step ``done`` was written just above
-                raise Interrupted(signum, done, checkpoint.step_dir(run_dir, done), run_dir)
+                last = done == config.steps
+                raise Interrupted(signum, done, checkpoint.step_dir(run_dir, done), run_dir, last)
     finally:
         meter.close()
-    totals.train_seconds = seconds_before + time.perf_counter() - started
-    summary = {
-        "status": "finished",
-        "steps": config.steps,
-        "resumed_from": start if restored is not None else None,
-        **_rates(totals, config.batch_size),
-        "divergence": watch.summary(),
-        "processes": world.size,
-        "device": str(device),
-    }
-    if world.is_main:
-        summary.update(_finish(run_dir, config, process, ema, images.shape, totals.losses, device))
-        _write_json(run_dir / "summary.json", summary)
+    # The last step's checkpoint is written: a signal now stops at once; --resume finishes.
+    last = checkpoint.step_dir(run_dir, config.steps)
+    with stop.at_once(lambda signum: Interrupted(signum, config.steps, last, run_dir, True)):
+        totals.train_seconds = seconds_before + time.perf_counter() - started
+        summary = {
+            "status": "finished",
+            "steps": config.steps,
+            "resumed_from": start if restored is not None else None,
+            **_rates(totals, config.batch_size),
+            "divergence": watch.summary(),
+            "processes": world.size,
+            "device": str(device),
+        }
+        if world.is_main:
+            finish = _finish(run_dir, config, process, ema, images.shape, totals.losses, device)
+            summary.update(finish)
+            _write_json(run_dir / "summary.json", summary)
     return summary
 
 
-def _gaussian_loss(config, process, network, device, autocast):
+def _gaussian_loss(config, process, perturbation, weighting, network, device, autocast):
     """loss(x0, t, w, keys) -> (loss, per-sample losses, the time the noising finished)
     of one step of the Gaussian run (the module docstring's formula)."""
 
     def loss(x0, t, w, keys):
-        x_t, noise = process.q_sample(x0, t, seed=config.seed, keys=keys.to(device))
+        x_t, noise = _noisy(process, perturbation, x0, t, config.seed, keys.to(device))
         goal = target(process, x0, noise, t, config.prediction)
-        weight = (
-            w
-            * loss_weights(
-                process.schedule, t, config.weighting, config.snr_gamma, config.prediction
-            )
-        ).to(device)
+        weight = (w * loss_weights(process.schedule, t, weighting, 0.0, config.prediction)).to(
+            device
+        )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         noised = time.perf_counter()
@@ -231,6 +252,17 @@ def _gaussian_loss(config, process, network, device, autocast):
         return (weight * per_sample).mean(), per_sample, noised
 
     return loss
+
+
+def _noisy(process, perturbation, x0, t, seed: int, keys) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the model's input, the noise its target is built from): q_sample's (x_t, e), or
+    the perturbed input with e (input perturbation) or the offset noise's ELBO target."""
+    if perturbation is None:
+        return process.q_sample(x0, t, seed=seed, keys=keys)
+    if isinstance(perturbation, TimeDependentOffset):
+        x_t, _ = perturbation.q_sample(x0, t, seed=seed, keys=keys)
+        return x_t, perturbation.target_noise(x0, t, seed=seed, keys=keys)
+    return perturbation.q_sample(process, x0, t, seed=seed, keys=keys)
 
 
 def _agree(loss: torch.Tensor, signum: int | None, world) -> tuple[float, int]:
@@ -328,7 +360,7 @@ def _ema_update(ema, model, decay: float) -> None:
 
 def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
     from . import pictures
-    from .sampling import default_sampler, sample, sampler_steps
+    from .sampling import default_sampler, process_steps, sample, sampler_steps
 
     written: dict[str, object] = {"losses": str(run_dir / "losses.json")}
     _write_json(run_dir / "losses.json", losses)
@@ -347,7 +379,7 @@ def _finish(run_dir, config, process, ema, image_shape, losses, device) -> dict:
             seed=config.seed,
             device=device,
         )
-        steps = sampler_steps(sampler, process)
+        steps = sampler_steps(sampler, process_steps(process))
         caption = pictures.sample_caption(config.steps, sampler, steps, config.seed, "ema")
         pictures.save_grid(images, run_dir / "samples.png", caption=caption)
         written["samples_png"] = str(run_dir / "samples.png")

@@ -173,6 +173,33 @@ def plot_trajectories(rows: dict[str, torch.Tensor], steps, path, title: str = "
     return Path(path)
 
 
+def plot_objectives(results, path) -> Path:
+    """w(lambda) of each (name, description, ImpliedWeighting) side by side, three panels a
+    row, the 90 % interval shaded (``noisejump objective``)."""
+    plt = _pyplot()
+    columns = min(3, len(results))
+    rows = -(-len(results) // columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False, sharex=True
+    )
+    for axis, (name, what, implied) in zip(axes.flat, results, strict=False):
+        lam, weight = implied.lam.numpy(), implied.weight.numpy()
+        axis.plot(lam, weight, lw=1.2)
+        low, high = implied.central_interval(0.9)
+        axis.axvspan(low, high, alpha=0.15, label=f"90 %: [{low:.1f}, {high:.1f}]")
+        axis.set_title(f"{name}: {what}", fontsize=8)
+        axis.set_xlabel("log-SNR lambda")
+        axis.legend(fontsize=7, loc="upper right")
+    for axis in axes.flat[len(results) :]:
+        axis.set_visible(False)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("w(lambda), normalised")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return Path(path)
+
+
 def plot_schedules(schedules, path) -> Path:
     """abar_t and log-SNR_t = log(abar_t / (1 - abar_t)) against t, one line per schedule."""
     plt = _pyplot()

@@ -1,6 +1,6 @@
 """A run back from its checkpoint: the trained model for sampling and evaluation
-(``load_trained``), and the state a resumed run continues from (``resume_point``,
-``check_resume``, ``load_training_state``).
+(``load_trained``), the options a resumed run takes from it (``saved_config``), and the
+state it continues from (``resume_point``, ``check_resume``, ``load_training_state``).
 
 Every checkpoint is verified as it is read (``checkpoint.load``); a checkpoint whose
 state or weights do not fit the model its config describes is a ValueError naming it.
@@ -9,14 +9,14 @@ state or weights do not fit the model its config describes is a ValueError namin
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..categorical import CategoricalProcess
 from ..processes import ForwardProcess
-from . import checkpoint, distributed
+from . import checkpoint, data, distributed
 from .config import TrainConfig, check_resume_config
 
 
@@ -58,6 +58,23 @@ def config_of(state: dict, path: Path) -> TrainConfig:
     return config
 
 
+def saved_config(run_dir) -> dict | None:
+    """The config (JSON) of the newest checkpoint of ``run_dir`` whose ``state.json`` is
+    intact, or None: what ``train --resume`` takes for the options it is not given.
+
+    Only the state is read (``checkpoint.read_state``): ``resume_point`` verifies the
+    tensors and may fall back to an older checkpoint, whose config differs at most in
+    the options a resumed run may change (``RESUMABLE_CHANGES``).
+    """
+    for path in reversed(checkpoint.complete_checkpoints(Path(run_dir))):
+        try:
+            config = checkpoint.read_state(path)["config"]
+        except ValueError:  # damaged (CheckpointDamaged) or of an unknown format
+            continue
+        return dict(config)
+    return None
+
+
 def resume_point(run_dir: Path, world: distributed.World) -> tuple[Path, dict, dict]:
     """(path, tensors, state) of the newest intact checkpoint of ``run_dir``. Rank 0 (the
     one writer) first removes stale temporaries and sets aside incomplete and damaged
@@ -78,11 +95,33 @@ def resume_point(run_dir: Path, world: distributed.World) -> tuple[Path, dict, d
 
 def check_resume(
     state: dict, config: TrainConfig, path: Path, fingerprint: dict | None, allow_changed_data: bool
-) -> None:
-    """ValueError unless ``config`` may continue the checkpoint at ``path``: the same
-    maths (``check_resume_config``), more steps than it holds (or exactly as many when
-    the run never wrote its summary) and, unless ``allow_changed_data``, the same data."""
-    check_resume_config(state["config"], config, path)
+) -> TrainConfig:
+    """The config the resumed run trains with; ValueError unless ``config`` may continue
+    the checkpoint at ``path``: the same maths (``check_resume_config``), more steps than
+    it holds (or exactly as many when the run never wrote its summary) and, unless
+    ``allow_changed_data``, the same data.
+
+    Two differences change no maths and are not refused. A data folder is compared
+    resolved (``data.canonical``; older checkpoints stored the path as typed, and a
+    relative one resolves against the current folder, as their resume read it). And
+    ``bf16`` matters only on CUDA (autocast): elsewhere a different value is ignored with
+    a warning and the saved one kept, for the run's later sessions on CUDA; on CUDA a
+    changed ``bf16`` is refused like any other change of the maths.
+    """
+    saved = dict(state["config"])
+    if isinstance(saved.get("data"), str):
+        saved["data"] = data.canonical(saved["data"])
+    if (
+        isinstance(saved.get("bf16"), bool)
+        and saved["bf16"] != config.bf16
+        and torch.device(config.device).type != "cuda"
+    ):
+        checkpoint.warn(
+            f"bf16 {config.bf16} has no effect on {config.device} (bfloat16 autocast is "
+            f"only used on CUDA); the run keeps bf16 {saved['bf16']} from {path.name}"
+        )
+        config = replace(config, bf16=saved["bf16"])
+    check_resume_config(saved, config, path)
     step, run_dir = state["step"], path.parent.parent
     if config.steps < step or (config.steps == step and finished(run_dir, step)):
         already = "already finished at" if config.steps == step else "is at"
@@ -91,7 +130,7 @@ def check_resume(
             f"({path.name}); pass --steps above {step} to train further"
         )
     if "data_fingerprint" not in state or state["data_fingerprint"] == fingerprint:
-        return
+        return config
     was, now = state["data_fingerprint"] or {}, fingerprint or {}
     change = (
         f"{config.data}: {was.get('files')} files, {was.get('bytes')} bytes at {path.name}; "
@@ -103,6 +142,7 @@ def check_resume(
             "--allow-changed-data to continue on the data as it is now"
         )
     checkpoint.warn(f"--allow-changed-data: continuing on changed data ({change})")
+    return config
 
 
 def finished(run_dir: Path, step: int) -> bool:

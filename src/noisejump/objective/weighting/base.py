@@ -230,7 +230,14 @@ class Weighting:
         return weight
 
     def _weights(self, signal: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
-        """float32 weights from float64 (signal, sigma): log space, then the ends."""
+        """float32 weights from float64 (signal, sigma): ``omega_at``, rounded once."""
+        return self.omega_at(signal, sigma, prediction).to(torch.float32)
+
+    def omega_at(self, signal: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
+        """omega at a family's own float64 (signal_t, sigma_t), float64: as ``omega`` of
+        lambda = 2 log(signal / sigma), except that v off variance preserving takes the
+        family's factor (``targets.log_conversion_exact``); the limits where sigma or
+        signal is 0, then the cap. No finiteness check (``weights`` checks)."""
         log_signal, log_sigma = torch.log(signal), torch.log(sigma)
         lam = 2.0 * (log_signal - log_sigma)
         finite = torch.isfinite(lam)
@@ -238,7 +245,7 @@ class Weighting:
         log_signal = torch.where(finite, log_signal, zero)
         log_sigma = torch.where(finite, log_sigma, zero)
         value = self._log_weight_family(log_signal, log_sigma, prediction)
-        return self._ends(lam, value, prediction).to(torch.float32)
+        return self._ends(lam, value, prediction)
 
     # ---- helpers ------------------------------------------------------------------------------
 

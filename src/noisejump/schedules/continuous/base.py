@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from ..._numpy import from_numpy
-from ...checks import check_device, check_values
+from ...checks import broadcasts_per_element, check_device, check_values
 from ..shift import softplus
 
 F64 = torch.float64
@@ -200,8 +200,10 @@ class ContinuousSchedule:
         """Validate float time(s) ``t`` for a sample ``like`` and place them for broadcasting.
 
         Returns a float64 tensor on ``like.device``: 0-d for one time, shaped (B, 1, ..., 1)
-        for one time per sample. ``lowest`` = -1 (a jump's start, the posterior's target)
-        also admits the clean data; for schedules whose time is a sigma (EDM), sigma 0 is
+        for one time per sample, or, for a ``t`` with as many dimensions as ``like`` that
+        broadcasts to its shape, that shape (one time per element, as discrete steps).
+        ``lowest`` = -1 (a jump's start, the posterior's target, a clean element) also
+        admits the clean data, -1; for schedules whose time is a sigma (EDM), sigma 0 is
         admitted only then. CPU values are range-checked eagerly; CUDA tensors with an
         asynchronous assert inside the graph (no host sync, no graph break; also while
         torch.compile traces), or not at all when ``validate`` is False
@@ -214,9 +216,11 @@ class ContinuousSchedule:
             t = torch.tensor(float(t), dtype=F64)
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a float or a tensor of times, got {type(t).__name__}")
-        if t.dim() > 1:
+        if t.dim() > 1 and not broadcasts_per_element(tuple(t.shape), tuple(like.shape)):
             raise ValueError(
-                f"{name} must be 0-d or 1-D (one time per sample), got shape {tuple(t.shape)}"
+                f"{name} must be 0-d, 1-D (one time per sample) or have as many dimensions as "
+                f"the sample and broadcast to its shape {tuple(like.shape)} (one time per "
+                f"element), got shape {tuple(t.shape)}"
             )
         if t.dim() == 1 and (like.dim() == 0 or like.shape[0] != len(t)):
             batch = like.shape[0] if like.dim() > 0 else None
