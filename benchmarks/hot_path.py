@@ -9,27 +9,19 @@ turn, so a noisy machine slows them alike; the ratios are what to read.
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import noisejump as nj
+from noisejump.bench.timing import interleaved_median_times
 
 SHAPES = [(1, 4, 8, 8), (8, 4, 32, 32), (64, 4, 64, 64)]
 
 
 def _median_us(fns: dict, rounds: int, calls: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm up
-        fn()
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[name].append((time.perf_counter() - start) / calls)
-    return {name: 1e6 * statistics.median(seen) for name, seen in times.items()}
+    """Per-call medians in microseconds, the functions timed in turn (one run, so ratios hold)."""
+    seconds = interleaved_median_times(list(fns.values()), "cpu", rounds, calls=calls)
+    return {name: 1e6 * value for name, value in zip(fns, seconds, strict=True)}
 
 
 def main() -> None:

@@ -33,9 +33,13 @@ def median_time(fn: Callable[[], object], device, repeats: int, warmup: int = 1)
     return statistics.median(times)
 
 
-def interleaved_median_times(fns, device, repeats: int, warmup: int = 1) -> list[float]:
-    """Median wall time in seconds of each of ``fns``, timed in turn within each of
-    ``repeats`` rounds, so a noisy machine slows them alike and their ratios hold."""
+def interleaved_median_times(
+    fns, device, repeats: int, warmup: int = 1, calls: int = 1
+) -> list[float]:
+    """Median wall time in seconds of one call of each of ``fns``, timed in turn within each
+    of ``repeats`` rounds, so a noisy machine slows them alike and their ratios hold. Each
+    timing covers ``calls`` calls (for calls of microseconds, where the clock's own cost
+    would count) and is divided by ``calls``."""
     device = torch.device(device)
     for _ in range(warmup):
         for fn in fns:
@@ -45,7 +49,8 @@ def interleaved_median_times(fns, device, repeats: int, warmup: int = 1) -> list
     for _ in range(repeats):
         for fn, seen in zip(fns, times, strict=True):
             start = time.perf_counter()
-            fn()
+            for _ in range(calls):
+                fn()
             synchronize(device)
-            seen.append(time.perf_counter() - start)
+            seen.append((time.perf_counter() - start) / calls)
     return [statistics.median(seen) for seen in times]
