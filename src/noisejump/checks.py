@@ -36,6 +36,7 @@ __all__ = [
     "check_range",
     "check_real",
     "check_values",
+    "host_extremes",
     "host_readable",
 ]
 
@@ -49,6 +50,17 @@ def host_readable(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
+def host_extremes(t: torch.Tensor) -> tuple[Any, Any]:
+    """(min, max) of a non-empty real tensor that is ``host_readable``, as Python numbers: a
+    Python list for small ones (cheaper than two reductions and their reads),
+    torch.aminmax beyond."""
+    if t.numel() <= _LIST_LIMIT:
+        values = t.reshape(-1).tolist()
+        return min(values), max(values)
+    extremes = torch.aminmax(t)
+    return extremes.min.item(), extremes.max.item()
+
+
 def check_range(
     t: torch.Tensor, low: int, high: int, *, name: str, allowed: str, validate: bool = True
 ) -> None:
@@ -56,12 +68,7 @@ def check_range(
     if host_readable(t):
         if t.numel() == 0:
             return
-        if t.numel() <= _LIST_LIMIT:
-            values = t.reshape(-1).tolist()
-            smallest, largest = min(values), max(values)
-        else:
-            extremes = torch.aminmax(t)
-            smallest, largest = int(extremes.min), int(extremes.max)
+        smallest, largest = host_extremes(t)
         if smallest < low or largest > high:
             raise ValueError(f"{name} must be {allowed}, got values in [{smallest}, {largest}]")
     elif validate and t.device.type != "meta":

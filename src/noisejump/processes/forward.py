@@ -40,7 +40,7 @@ from typing import Any, cast
 import torch
 
 from .._numpy import from_numpy
-from ..checks import check_order, check_values, host_readable
+from ..checks import check_order, check_values, host_extremes, host_readable
 from ..kernels import q_sample_keyed
 from ..kernels.affine import affine
 from ..kernels.affine import compute_dtype as _compute_dtype
@@ -705,10 +705,9 @@ def _clean_mask(t: Any, device: torch.device) -> torch.Tensor | None:
     the sample; None where there is no such element (read only where that costs no sync)."""
     if not isinstance(t, torch.Tensor):
         return torch.ones((), dtype=torch.bool, device=device) if t == -1 else None
-    clean = t == -1
-    if host_readable(clean) and not bool(clean.any()):
-        return None
-    return clean
+    if host_readable(t) and (t.numel() == 0 or host_extremes(t)[0] > -1):
+        return None  # the read the range check makes: no elementwise pass on the hot path
+    return t == -1
 
 
 def _batch_of(t: Any) -> int:
