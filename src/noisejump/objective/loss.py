@@ -313,10 +313,10 @@ def keyed_mse(
         count = count // (sliced.stop - sliced.start) * sliced.size
     if per_sample:
         count //= batch
-    # Beyond the model output, a gradient reaches the weights (learned weightings) and, for
-    # targets with x0, x0 and the schedule's coefficients: then the loss is taken against
-    # materialised e.
-    others = [weight] + ([target_x0, signal, sigma] if target_x0 is not None else [])
+    # Beyond the model output, a gradient reaches the weights (learned weightings), the
+    # target's coefficients (a learned schedule) and x0 (an encoder): then the loss is taken
+    # against materialised e.
+    others = [weight, noise_coef, x0_coef] + ([target_x0] if target_x0 is not None else [])
     fused = diagonal and not (torch.is_grad_enabled() and any(v.requires_grad for v in others))
     if fused:  # coefficients per sample, frame or element: the kernel's compact tables
         (seed_lo, seed_hi), key_a, key_b = key_words(seed, keys, batch, stream, device)
